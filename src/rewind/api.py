@@ -1,0 +1,58 @@
+"""The Python API: the same operations as the command line."""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+from .presets import get_preset
+from .spec import Spec, apply_overrides, flatten, load_toml
+from .store import RunDir, Store
+from .train import Member, TrainOptions, train_population
+
+
+def make_spec(preset: str | Spec = "mnist1d_mlp", overrides: dict[str, Any] | None = None,
+              config: str | os.PathLike | None = None) -> tuple[Spec, str | None]:
+    """A spec from a preset (or a Spec), a TOML file of overrides, then dotted overrides."""
+    if isinstance(preset, Spec):
+        spec, name = preset, None
+    else:
+        name = preset
+        spec = get_preset(preset).spec
+    if config is not None:
+        spec = apply_overrides(spec, {k: v for k, v in flatten(load_toml(str(config))).items() if k != "preset"})
+    if overrides:
+        spec = apply_overrides(spec, overrides)
+    return spec, name
+
+
+def replicate_spec(spec: Spec, replicate: int) -> Spec:
+    """Replicate r shifts every seed by r: replicates differ in init, data order, augmentation and pruning."""
+    s = spec.seeds
+    seeds = dataclasses.replace(s, init=s.init + replicate, data_order=s.data_order + replicate,
+                                augment=s.augment + replicate, prune=s.prune + replicate)
+    return dataclasses.replace(spec, seeds=seeds)
+
+
+def train(preset: str | Spec = "mnist1d_mlp", overrides: dict[str, Any] | None = None, *,
+          replicates: int | None = None, config: str | None = None, root: str | os.PathLike | None = None,
+          quiet: bool = True, options: TrainOptions | None = None) -> RunDir | list[RunDir]:
+    """Train a preset (or spec) and return its run; with ``replicates=R``, a list of R runs.
+
+    A run already in the store is returned without training.
+    """
+    spec, name = make_spec(preset, overrides, config)
+    count = 1 if replicates is None else int(replicates)
+    if count < 1:
+        raise ValueError(f"replicates must be at least 1, got {replicates!r}")
+    members = [Member(replicate_spec(spec, r), kind="train", preset=name, index=r) for r in range(count)]
+    opts = options or TrainOptions(quiet=quiet)
+    runs = train_population(members, Store(root), opts)
+    return runs[0] if replicates is None else runs
+
+
+def results(root: str | os.PathLike | None = None):
+    """Every finished run's metrics as one tidy pandas DataFrame."""
+    from .store.results import results_table
+
+    return results_table(Store(root))

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .. import rng
+from ..spec import ModelSpec
+
+_REGISTRY: dict[str, Callable[..., "RewindModel"]] = {}
+
+
+class RewindModel(nn.Module):
+    """A model that declares which of its tensors may be pruned.
+
+    Prunable tensors are the weights of conv and linear layers; biases and
+    normalisation parameters are never pruned. ``output_layer`` names the
+    classifier so presets can exclude it or prune it at its own rate.
+    """
+
+    output_layer: str = "out"
+
+    def prunable(self) -> list[str]:
+        names = []
+        for mod_name, mod in self.named_modules():
+            if isinstance(mod, (nn.Linear, nn.Conv1d, nn.Conv2d)):
+                names.append(f"{mod_name}.weight")
+        return names
+
+    def layer_kind(self, name: str) -> str:
+        """'conv', 'fc' or 'output' for a prunable tensor (for per-type pruning rates)."""
+        if name.startswith(self.output_layer + "."):
+            return "output"
+        mod = self.get_submodule(name.rsplit(".", 1)[0])
+        return "conv" if isinstance(mod, (nn.Conv1d, nn.Conv2d)) else "fc"
+
+
+def register_model(name: str):
+    def deco(fn):
+        _REGISTRY[name] = fn
+        return fn
+    return deco
+
+
+def registered_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def initialise(model: nn.Module, method: str, seed: int) -> None:
+    """Seeded initialisation, in module order, from one generator."""
+    g = rng.generator(rng.INIT, seed)
+    with torch.no_grad():
+        for mod in model.modules():
+            if isinstance(mod, (nn.Linear, nn.Conv1d, nn.Conv2d)):
+                if method == "kaiming_normal":
+                    nn.init.kaiming_normal_(mod.weight, nonlinearity="relu", generator=g)
+                elif method == "kaiming_uniform":
+                    nn.init.kaiming_uniform_(mod.weight, nonlinearity="relu", generator=g)
+                elif method == "xavier_normal":
+                    nn.init.xavier_normal_(mod.weight, generator=g)
+                else:
+                    raise ValueError(f"model.init: unknown initialisation {method!r}")
+                if mod.bias is not None:
+                    mod.bias.zero_()
+            elif isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                mod.reset_running_stats()
+                mod.weight.fill_(1.0)
+                mod.bias.zero_()
+
+
+def create_model(spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int, seed: int = 0) -> RewindModel:
+    from . import small  # noqa: F401  (registers the models)
+
+    if spec.name not in _REGISTRY:
+        raise ValueError(f"model.name: unknown model {spec.name!r}; known: {', '.join(registered_models())}")
+    model = _REGISTRY[spec.name](spec, tuple(input_shape), num_classes)
+    initialise(model, spec.init, seed)
+    return model

@@ -1,0 +1,83 @@
+"""Small models for the embedded datasets (MNIST-1D, digits)."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..spec import ModelSpec
+from .registry import RewindModel, register_model
+
+
+class MLP(RewindModel):
+    def __init__(self, in_features: int, widths: tuple[int, ...], num_classes: int):
+        super().__init__()
+        dims = (in_features, *widths)
+        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.out = nn.Linear(dims[-1], num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.flatten(1)
+        for layer in self.hidden:
+            x = F.relu(layer(x))
+        return self.out(x)
+
+
+class Conv1dNet(RewindModel):
+    """1-D CNN for MNIST-1D: a stride-1 conv, then stride-2 convs, then a linear classifier."""
+
+    def __init__(self, length: int, widths: tuple[int, ...], num_classes: int):
+        super().__init__()
+        convs, c_in = [], 1
+        for i, w in enumerate(widths):
+            stride = 1 if i == 0 else 2
+            convs.append(nn.Conv1d(c_in, w, kernel_size=5 if i == 0 else 3, stride=stride, padding=2 if i == 0 else 1))
+            length = length if i == 0 else math.floor((length + 2 - 3) / 2) + 1
+            c_in = w
+        self.convs = nn.ModuleList(convs)
+        self.out = nn.Linear(c_in * length, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.reshape(x.shape[0], 1, -1)
+        for conv in self.convs:
+            x = F.relu(conv(x))
+        return self.out(x.flatten(1))
+
+
+class DigitsCNN(RewindModel):
+    """Two 3x3 convs, 2x2 max-pool, linear classifier (8x8 inputs)."""
+
+    def __init__(self, in_channels: int, side: int, widths: tuple[int, ...], num_classes: int):
+        super().__init__()
+        convs, c_in = [], in_channels
+        for w in widths:
+            convs.append(nn.Conv2d(c_in, w, kernel_size=3, padding=1))
+            c_in = w
+        self.convs = nn.ModuleList(convs)
+        self.out = nn.Linear(c_in * (side // 2) ** 2, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for conv in self.convs:
+            x = F.relu(conv(x))
+        return self.out(F.max_pool2d(x, 2).flatten(1))
+
+
+@register_model("mlp")
+def _mlp(spec: ModelSpec, input_shape, num_classes):
+    return MLP(math.prod(input_shape), spec.widths, num_classes)
+
+
+@register_model("conv1d")
+def _conv1d(spec: ModelSpec, input_shape, num_classes):
+    if len(input_shape) != 1:
+        raise ValueError(f"model.name: conv1d needs 1-D inputs, the data has shape {input_shape}")
+    return Conv1dNet(input_shape[0], spec.widths, num_classes)
+
+
+@register_model("digits_cnn")
+def _digits_cnn(spec: ModelSpec, input_shape, num_classes):
+    if len(input_shape) != 3:
+        raise ValueError(f"model.name: digits_cnn needs image inputs (C, H, W), the data has shape {input_shape}")
+    return DigitsCNN(input_shape[0], input_shape[1], spec.widths, num_classes)

@@ -1,0 +1,306 @@
+"""Specs: every hyperparameter of a run as frozen, validated, hashable values.
+
+A :class:`Spec` has a canonical JSON form and a content hash that names its run
+directory. Fields added after runs already exist are declared with
+:func:`added`: while they hold their no-op default they are left out of the
+canonical form, so old runs keep their names.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from .step import Step, parse_steps
+
+
+class SpecError(ValueError):
+    """Bad input for a spec field; the message names the field and what is allowed."""
+
+
+def _field(default: Any, doc: str, *, choices: tuple | None = None, check: str | None = None,
+           omit_if_default: bool = False):
+    meta = {"doc": doc, "choices": choices, "check": check, "omit_if_default": omit_if_default}
+    if isinstance(default, (list, dict, set)):
+        raise TypeError("spec defaults must be immutable")
+    return field(default=default, metadata=meta)
+
+
+def added(default: Any, doc: str, **kw):
+    """A field introduced after runs were stored: at its default it is left out of the hash."""
+    return _field(default, doc, omit_if_default=True, **kw)
+
+
+f = _field
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    name: str = f("mnist1d", "dataset", choices=("mnist1d", "digits"))
+    batch_size: int = f(100, "examples per iteration", check="positive")
+    augment: str = f("none", "batch augmentation applied to training data", choices=("none",))
+    split_seed: int = f(0, "seed of the train/test split (datasets without an official split)", check="nonneg")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str = f("mlp", "architecture", choices=("mlp", "conv1d", "digits_cnn"))
+    widths: tuple[int, ...] = f((100, 100), "hidden widths (MLP) or channels (CNN), one per layer", check="positive")
+    init: str = f("kaiming_normal", "initialisation of conv and linear weights",
+                  choices=("kaiming_normal", "kaiming_uniform", "xavier_normal"))
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    optimizer: str = f("sgd", "optimizer", choices=("sgd", "adam"))
+    lr: float = f(0.1, "base learning rate", check="positive")
+    momentum: float = f(0.9, "SGD momentum", check="nonneg")
+    nesterov: bool = f(False, "Nesterov momentum (SGD)")
+    weight_decay: float = f(0.0, "L2 weight decay", check="nonneg")
+    betas: tuple[float, ...] = f((0.9, 0.999), "Adam betas (two numbers)")
+    steps: Step = f(Step(0, 4000), "length of training")
+    milestones: tuple[Step, ...] = f((), "steps at which the learning rate is multiplied by gamma")
+    gamma: float = f(0.1, "learning-rate decay factor at each milestone", check="positive")
+    warmup: Step = f(Step(0, 0), "linear learning-rate warmup length")
+    eval_every: Step = f(Step(0, 0), "evaluate every this many steps (0it: only at start, end and eval_at)")
+    eval_at: tuple[Step, ...] = f((), "further steps at which to evaluate")
+    checkpoints: tuple[Step, ...] = f((), "steps at which to save weights (start and end are always saved)")
+
+
+@dataclass(frozen=True)
+class PruneSpec:
+    strategy: str = f("global", "magnitude pruning strategy", choices=("global", "layerwise"))
+    fraction: float = f(0.2, "fraction of the remaining prunable weights removed per level", check="fraction")
+    exclude: tuple[str, ...] = f((), "prunable tensors never pruned (names as the model declares them)")
+
+
+@dataclass(frozen=True)
+class SeedSpec:
+    init: int = f(0, "seed of the weight initialisation", check="nonneg")
+    data_order: int = f(0, "seed of the order in which examples are visited", check="nonneg")
+    augment: int = f(0, "seed of the data augmentation", check="nonneg")
+    prune: int = f(0, "seed of random pruning and perturbations", check="nonneg")
+
+
+@dataclass(frozen=True)
+class Spec:
+    data: DataSpec = field(default_factory=DataSpec)
+    model: ModelSpec = field(default_factory=ModelSpec)
+    train: TrainSpec = field(default_factory=TrainSpec)
+    prune: PruneSpec = field(default_factory=PruneSpec)
+    seeds: SeedSpec = field(default_factory=SeedSpec)
+
+    # ---- canonical form -------------------------------------------------
+    def to_dict(self, *, canonical: bool = False) -> dict:
+        out: dict[str, dict] = {}
+        for sec in dataclasses.fields(self):
+            value = getattr(self, sec.name)
+            sec_dict = {}
+            for fl in dataclasses.fields(value):
+                v = getattr(value, fl.name)
+                if canonical and fl.metadata.get("omit_if_default") and v == fl.default:
+                    continue
+                sec_dict[fl.name] = _to_json(v)
+            out[sec.name] = sec_dict
+        return out
+
+    def canonical_json(self) -> str:
+        return json.dumps(self.to_dict(canonical=True), sort_keys=True, separators=(",", ":"))
+
+    @property
+    def hash(self) -> str:
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Spec":
+        if not isinstance(d, dict):
+            raise SpecError(f"a spec must be a table of sections, got {type(d).__name__}")
+        sections = {s.name: s for s in dataclasses.fields(cls)}
+        kwargs = {}
+        for name, values in d.items():
+            if name not in sections:
+                raise SpecError(f"unknown spec section {name!r}; sections are: {', '.join(sections)}")
+            sec_type = _section_types()[name]
+            if not isinstance(values, dict):
+                raise SpecError(f"spec section {name!r} must be a table of fields")
+            kwargs[name] = _build_section(name, sec_type, sec_type(), values)
+        return cls(**kwargs)
+
+    def replace(self, **dotted: Any) -> "Spec":
+        """A copy with fields changed by dotted path: ``spec.replace(**{"train.lr": 0.05})``."""
+        return apply_overrides(self, dotted)
+
+    def __post_init__(self) -> None:
+        for sec in dataclasses.fields(self):
+            value = getattr(self, sec.name)
+            expected = _section_types()[sec.name]
+            if not isinstance(value, expected):
+                raise SpecError(f"spec section {sec.name!r} must be a {expected.__name__}")
+            for fl in dataclasses.fields(value):
+                _validate(f"{sec.name}.{fl.name}", fl, getattr(value, fl.name))
+        if len(self.train.betas) != 2:
+            raise SpecError(f"train.betas must be two numbers, got {self.train.betas!r}")
+        for b in self.train.betas:
+            if not 0.0 <= b < 1.0:
+                raise SpecError(f"train.betas must lie in [0, 1), got {self.train.betas!r}")
+
+
+def _section_types() -> dict[str, type]:
+    return {"data": DataSpec, "model": ModelSpec, "train": TrainSpec, "prune": PruneSpec, "seeds": SeedSpec}
+
+
+def _to_json(v: Any) -> Any:
+    if isinstance(v, Step):
+        return str(v)
+    if isinstance(v, tuple):
+        return [_to_json(x) for x in v]
+    return v
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def coerce(path: str, tp: Any, value: Any) -> Any:
+    """Convert ``value`` (from TOML, JSON, Python or a command-line string) to the field type."""
+    origin = typing.get_origin(tp)
+    try:
+        if tp is Step:
+            return Step.parse(value)
+        if origin is tuple:
+            (item_tp, *_rest) = typing.get_args(tp)
+            if item_tp is Step:
+                return parse_steps(value)
+            if isinstance(value, str):
+                value = [v for v in value.split(",") if v.strip()] if value.strip() not in ("", "()") else []
+            if not isinstance(value, (list, tuple)):
+                value = [value]
+            return tuple(coerce(path, item_tp, v) for v in value)
+        if tp is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on"):
+                return True
+            if isinstance(value, str) and value.lower() in ("false", "0", "no", "off"):
+                return False
+            raise ValueError("expected true or false")
+        if tp is int:
+            if isinstance(value, bool):
+                raise ValueError("expected an integer")
+            if isinstance(value, float):
+                if not value.is_integer():
+                    raise ValueError("expected an integer")
+                return int(value)
+            return int(value)
+        if tp is float:
+            if isinstance(value, bool):
+                raise ValueError("expected a number")
+            return float(value)
+        if tp is str:
+            if not isinstance(value, str):
+                raise ValueError("expected a string")
+            return value
+    except (TypeError, ValueError) as e:
+        raise SpecError(f"{path}: cannot use {value!r}: {e}") from None
+    raise TypeError(f"unsupported field type {tp!r}")
+
+
+def _validate(path: str, fl: dataclasses.Field, v: Any) -> None:
+    choices = fl.metadata.get("choices")
+    check = fl.metadata.get("check")
+    if choices is not None and v not in choices:
+        raise SpecError(f"{path}: {v!r} is not allowed; choose one of: {', '.join(map(str, choices))}")
+    values = v if isinstance(v, tuple) else (v,)
+    for x in values:
+        if check == "positive" and not x > 0:
+            raise SpecError(f"{path}: must be positive, got {v!r}")
+        if check == "nonneg" and not x >= 0:
+            raise SpecError(f"{path}: must be zero or positive, got {v!r}")
+        if check == "fraction" and not 0.0 < x < 1.0:
+            raise SpecError(f"{path}: must lie strictly between 0 and 1, got {v!r}")
+
+
+def _build_section(name: str, sec_type: type, base: Any, values: dict) -> Any:
+    hints = _hints(sec_type)
+    known = {fl.name: fl for fl in dataclasses.fields(sec_type)}
+    changes = {}
+    for key, raw in values.items():
+        if key not in known:
+            raise SpecError(f"unknown field {name}.{key}; fields of {name!r} are: {', '.join(known)}")
+        changes[key] = coerce(f"{name}.{key}", hints[key], raw)
+    try:
+        return dataclasses.replace(base, **changes)
+    except ValueError as e:
+        raise SpecError(str(e)) from None
+
+
+def apply_overrides(spec: Spec, overrides: dict[str, Any]) -> Spec:
+    """Apply ``{"section.field": value}`` overrides, validating every one."""
+    grouped: dict[str, dict[str, Any]] = {}
+    for path, value in overrides.items():
+        parts = path.split(".")
+        if len(parts) != 2:
+            raise SpecError(f"{path!r}: fields are addressed as section.field, e.g. train.lr; see --help")
+        grouped.setdefault(parts[0], {})[parts[1]] = value
+    kwargs = {}
+    types = _section_types()
+    for sec, values in grouped.items():
+        if sec not in types:
+            raise SpecError(f"unknown spec section {sec!r} in {sec}.{next(iter(values))}; sections are: {', '.join(types)}")
+        kwargs[sec] = _build_section(sec, types[sec], getattr(spec, sec), values)
+    return dataclasses.replace(spec, **kwargs)
+
+
+def parse_assignments(items: list[str]) -> dict[str, str]:
+    """``["train.lr=0.05", ...]`` -> ``{"train.lr": "0.05"}`` with clear errors."""
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise SpecError(f"--set {item!r}: write FIELD=VALUE, e.g. --set train.lr=0.05")
+        k, v = item.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def field_help() -> list[tuple[str, str, str]]:
+    """(dotted path, default, description) for every field, for --help."""
+    rows = []
+    for sec, tp in _section_types().items():
+        for fl in dataclasses.fields(tp):
+            default = _to_json(fl.default)
+            if isinstance(default, list):
+                default = ",".join(map(str, default)) or "(empty)"
+            doc = fl.metadata.get("doc", "")
+            if fl.metadata.get("choices"):
+                doc += f" [{'|'.join(fl.metadata['choices'])}]"
+            rows.append((f"{sec}.{fl.name}", str(default), doc))
+    return rows
+
+
+def load_toml(path: str) -> dict:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise SpecError(f"--config: no such file {path!r}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise SpecError(f"--config {path}: not valid TOML: {e}") from None
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    """Nested TOML tables -> dotted overrides."""
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out

@@ -1,0 +1,236 @@
+"""Train a population of members, each to its own run directory.
+
+A *member* is one network: a spec, and optionally starting weights, a mask and
+the iteration it starts at (rewinding). Members of a population share the
+architecture and schedule; this sequential engine trains them one after the
+other. Every random choice is a pure function of the member's seeds and the
+iteration, so a run resumed from any resume point ends bit-identical (CPU) to
+an uninterrupted one.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch.nn import functional as F
+
+from ..data import batch_indices, iterations_per_epoch, load_data
+from ..models import create_model
+from ..spec import Spec
+from ..store import RunDir, Store, tensor_digest
+from .optim import load_optimizer_tensors, lr_at, make_optimizer, optimizer_tensors
+
+
+@dataclass
+class Member:
+    """One network to train. ``key`` names its run directory."""
+
+    spec: Spec
+    kind: str = "train"
+    preset: str | None = None
+    index: int = 0
+    init: dict[str, torch.Tensor] | None = None   # starting weights; None: seeded initialisation
+    mask: dict[str, torch.Tensor] | None = None   # prunable tensor name -> bool tensor
+    start: int = 0                                # iteration at which training starts
+    origin: dict = field(default_factory=dict)    # where init/mask came from (recorded, not hashed)
+
+    @property
+    def key(self) -> str:
+        if self.init is None and self.mask is None and self.start == 0:
+            return self.spec.hash
+        h = hashlib.sha256(self.spec.canonical_json().encode())
+        h.update(f"|start={self.start}".encode())
+        h.update(f"|init={tensor_digest(self.init) if self.init is not None else '-'}".encode())
+        h.update(f"|mask={tensor_digest(self.mask) if self.mask is not None else '-'}".encode())
+        return h.hexdigest()[:16]
+
+    def spec_doc(self) -> dict:
+        doc = {"spec": self.spec.to_dict(), "key": self.key}
+        if self.key != self.spec.hash:
+            doc["start"] = {
+                "iteration": self.start,
+                "init_sha256": tensor_digest(self.init) if self.init is not None else None,
+                "mask_sha256": tensor_digest(self.mask) if self.mask is not None else None,
+            }
+        return doc
+
+
+@dataclass
+class TrainOptions:
+    """How to train, as opposed to what: nothing here changes a run's result."""
+
+    device: str = "cpu"
+    quiet: bool = False
+    resume_every: int = 500          # iterations between resume points
+    resume_seconds: float = 300.0    # ... or seconds, whichever comes first
+    data_root: str | None = None
+    eval_batch: int = 4096
+    on_iteration: Callable[[RunDir, int], None] | None = None  # called after each step (tests, probes)
+
+
+def _progress_enabled(opts: TrainOptions) -> bool:
+    return not opts.quiet and not os.environ.get("CI") and sys.stderr.isatty()
+
+
+@torch.no_grad()
+def evaluate(model, x: torch.Tensor, y: torch.Tensor, batch: int = 4096) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy on (x, y)."""
+    was_training = model.training
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    for i in range(0, len(y), batch):
+        out = model(x[i:i + batch])
+        loss_sum += F.cross_entropy(out, y[i:i + batch], reduction="sum").item()
+        correct += (out.argmax(1) == y[i:i + batch]).sum().item()
+    model.train(was_training)
+    return loss_sum / len(y), correct / len(y)
+
+
+def schedule_points(spec: Spec, ipe: int, start: int, total: int) -> tuple[set[int], set[int]]:
+    """Iterations at which to evaluate and to checkpoint."""
+    t = spec.train
+    evals = {start, total}
+    every = t.eval_every.iterations(ipe)
+    if every:
+        evals.update(range(0, total + 1, every))
+    evals.update(s.iterations(ipe) for s in t.eval_at)
+    ckpts = {start, total} | {s.iterations(ipe) for s in t.checkpoints}
+    keep = lambda s: {i for i in s if start <= i <= total}  # noqa: E731
+    return keep(evals), keep(ckpts)
+
+
+def _state_tensors(model, opt, mask) -> dict[str, torch.Tensor]:
+    out = {f"model/{k}": v for k, v in model.state_dict().items()}
+    if mask is not None:
+        out.update({f"mask/{k}": v for k, v in mask.items()})
+    out.update(optimizer_tensors(opt))
+    return out
+
+
+def train_member(member: Member, store: Store, opts: TrainOptions) -> RunDir:
+    run = store.run(member.key)
+    if run.done:
+        return run
+    with run.lock():
+        if run.done:  # another process finished it while we waited
+            return run
+        _train_locked(member, run, opts)
+    return run
+
+
+def _train_locked(member: Member, run: RunDir, opts: TrainOptions) -> None:
+    spec = member.spec
+    run.write_spec(member.spec_doc(), {
+        "kind": member.kind, "preset": member.preset, "member": member.index, **member.origin,
+    })
+    data = load_data(spec.data, opts.data_root)
+    device = torch.device(opts.device)
+    x_train, y_train = data.x_train.to(device), data.y_train.to(device)
+    x_test, y_test = data.x_test.to(device), data.y_test.to(device)
+    n, bs = len(y_train), spec.data.batch_size
+    ipe = iterations_per_epoch(n, bs)
+    total = spec.train.steps.iterations(ipe)
+    if member.start > total:
+        raise ValueError(f"member starts at {member.start}it, after the end of training ({total}it)")
+
+    model = create_model(spec.model, data.input_shape, data.num_classes, seed=spec.seeds.init).to(device)
+    mask = None
+    if member.mask is not None:
+        unknown = set(member.mask) - set(model.prunable())
+        if unknown:
+            raise ValueError(f"mask names tensors that are not prunable: {sorted(unknown)}")
+        mask = {k: v.to(device=device, dtype=torch.bool) for k, v in member.mask.items()}
+    if member.init is not None:
+        model.load_state_dict({k: v.to(device) for k, v in member.init.items()})
+    params = dict(model.named_parameters())
+    masked = [(params[k], m) for k, m in mask.items()] if mask else []
+    with torch.no_grad():
+        for p, m in masked:
+            p.mul_(m)
+    opt = make_optimizer(spec.train, model.parameters())
+
+    rows: list[dict] = []
+    iteration = member.start
+    resumed = run.load_resume()
+    if resumed is not None:
+        iteration, tensors, rows = resumed
+        model.load_state_dict({k[6:]: v.to(device) for k, v in tensors.items() if k.startswith("model/")})
+        load_optimizer_tensors(opt, {k: v.to(device) for k, v in tensors.items()})
+
+    evals, ckpts = schedule_points(spec, ipe, member.start, total)
+    started = time.time()
+    last_resume_time, last_resume_it = time.time(), iteration
+    bar = None
+    if _progress_enabled(opts):
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, initial=iteration, desc=f"{member.kind} {run.key[:8]}", leave=False, unit="it")
+
+    def record(it: int) -> None:
+        for split, (x, y) in (("train", (x_train, y_train)), ("test", (x_test, y_test))):
+            loss, acc = evaluate(model, x, y, opts.eval_batch)
+            rows.append({"step": it, "split": split, "metric": "loss", "value": loss})
+            rows.append({"step": it, "split": split, "metric": "accuracy", "value": acc})
+
+    model.train()
+    while True:
+        if iteration in evals:
+            record(iteration)
+        if iteration in ckpts:
+            run.save_checkpoint(iteration, _state_tensors(model, opt, mask))
+        if iteration >= total:
+            break
+        lr = lr_at(spec.train, iteration, ipe)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        idx = batch_indices(iteration, n, bs, spec.seeds.data_order).to(device)
+        loss = F.cross_entropy(model(x_train[idx]), y_train[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if masked:
+            with torch.no_grad():
+                for p, m in masked:
+                    p.grad.mul_(m)
+        opt.step()
+        if masked:
+            # Weight decay and momentum can move a pruned weight; the mask wins after every step.
+            with torch.no_grad():
+                for p, m in masked:
+                    p.mul_(m)
+        iteration += 1
+        if bar is not None:
+            bar.update(1)
+        if opts.on_iteration is not None:
+            opts.on_iteration(run, iteration)
+        if iteration < total and (
+            iteration - last_resume_it >= opts.resume_every or time.time() - last_resume_time >= opts.resume_seconds
+        ):
+            run.save_resume(iteration, _state_tensors(model, opt, mask), rows)
+            last_resume_time, last_resume_it = time.time(), iteration
+    if bar is not None:
+        bar.close()
+
+    final = {f"{r['split']}_{r['metric']}": r["value"] for r in rows if r["step"] == total}
+    run.finish(rows, {
+        "iterations": total, "start": member.start, "seconds": round(time.time() - started, 3),
+        "device": str(device), "torch": torch.__version__, "final": final,
+    })
+
+
+def train_population(members: list[Member], store: Store | None = None,
+                     options: TrainOptions | None = None) -> list[RunDir]:
+    """Train every member (skipping finished ones) and return their run directories, in order."""
+    store = store or Store()
+    opts = options or TrainOptions()
+    if members:
+        ref = members[0].spec
+        for m in members[1:]:
+            if m.spec.model != ref.model or m.spec.train != ref.train or m.spec.data != ref.data:
+                raise ValueError("members of one population must share data, model and training fields; "
+                                 "only seeds, starting weights and masks may differ")
+    return [train_member(m, store, opts) for m in members]
