@@ -57,10 +57,10 @@ def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
     """SHA-256 over names, dtypes, shapes and bytes, in name order."""
     h = hashlib.sha256()
     for name in sorted(tensors):
-        t = tensors[name].detach().cpu().contiguous()
+        t = tensors[name].detach().cpu().contiguous().reshape(-1)
         h.update(name.encode())
         h.update(str(t.dtype).encode())
-        h.update(json.dumps(list(t.shape)).encode())
+        h.update(json.dumps(list(tensors[name].shape)).encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
 
