@@ -183,8 +183,10 @@ def test_learning_rate_schedule():
     assert lr_at(t, 9, ipe) == 1.0 and lr_at(t, 10, ipe) == 0.5 and lr_at(t, 20, ipe) == 0.25
 
 
-def test_masked_weights_stay_exactly_zero(store):
-    spec = small_spec(**{"train.lr": 0.5, "train.momentum": 0.99, "train.weight_decay": 0.1})
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_masked_weights_stay_exactly_zero(store, optimizer):
+    spec = small_spec(**{"train.optimizer": optimizer, "train.lr": 0.5, "train.momentum": 0.99,
+                         "train.nesterov": True, "train.weight_decay": 0.1})
     model_ref = rewind.models.create_model(spec.model, (40,), 10, seed=0)
     g = torch.Generator().manual_seed(0)
     mask = {n: torch.rand(p.shape, generator=g) < 0.3 for n, p in model_ref.named_parameters() if n in model_ref.prunable()}

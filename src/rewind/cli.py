@@ -52,7 +52,181 @@ def build_parser() -> argparse.ArgumentParser:
     _common(r)
 
     sub.add_parser("presets", help="list the named recipes")
+
+    lt = sub.add_parser("lottery", help="iterative magnitude pruning with rewinding (a lottery study)",
+                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_fields_epilog())
+    lt.add_argument("--preset", default="mnist1d_mlp", help="named recipe (default: mnist1d_mlp)")
+    lt.add_argument("--levels", type=int, required=True, help="pruning levels after the dense level 0")
+    lt.add_argument("--rewind", default="0it", help="rewind steps, comma-separated (default: 0it)")
+    lt.add_argument("--replicates", type=int, default=1, help="replicates (seeds shifted by 0..R-1)")
+    lt.add_argument("--prune-fraction", type=float, default=None, help="fraction of remaining weights pruned per level")
+    lt.add_argument("--strategy", default=None, choices=("global", "layerwise"), help="magnitude pruning strategy")
+    lt.add_argument("--baselines", default="", help="branches to run at every level, e.g. reinit,random-prune")
+    lt.add_argument("--plot", default=None, metavar="PATH", help="also write the figure to PATH.png and PATH.svg")
+    _train_args(lt)
+
+    br = sub.add_parser("branch", help="run a branch (baseline or perturbation) on levels of a lottery study",
+                        description="Branches: " + "; ".join(f"{k}: {v.doc.splitlines()[0]}" for k, v in sorted(_branches().items()))
+                        + ". Branch parameters are given as --NAME VALUE (e.g. --scale 0.5, --keep-signs true, --scope global).")
+    br.add_argument("kind", help="branch name: " + ", ".join(sorted(_branches())))
+    br.add_argument("--study", required=True, help="study key (or a unique prefix), as printed by rewind lottery")
+    br.add_argument("--levels", required=True, help="levels: 1-5, 3 or 1,3,5")
+    br.add_argument("--rewind", default=None, help="only these rewind steps of the study (default: all)")
+    br.add_argument("--replicates", type=int, default=None, help="replicates (default: the study's)")
+    br.add_argument("--set", dest="sets", action="append", default=[], metavar="FIELD=VALUE",
+                    help="fields to change (the retrain branch)")
+    br.add_argument("--quiet", action="store_true")
+    _common(br)
+
+    pl = sub.add_parser("plot", help="draw a figure from the results")
+    pl.add_argument("figure", choices=("lottery",))
+    pl.add_argument("--study", required=True, help="study key or unique prefix")
+    pl.add_argument("--split", default="test", choices=("train", "test"))
+    pl.add_argument("--out", default=None, help="output path without suffix (default: <root>/figures/lottery-<study>)")
+    _common(pl)
     return parser
+
+
+def _branches():
+    from .lottery import BRANCHES
+
+    return BRANCHES
+
+
+def _train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="FIELD=VALUE",
+                   help="change a spec field, e.g. --set train.lr=0.05 (repeatable)")
+    p.add_argument("--config", default=None, metavar="FILE.toml", help="TOML file of spec fields, as [section] tables")
+    p.add_argument("--data-root", default=None, help="dataset directory (default: $REWIND_DATA or ~/.cache/rewind/data)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _common(p)
+
+
+def parse_levels(text: str) -> list[int]:
+    levels: set[int] = set()
+    try:
+        for part in text.split(","):
+            part = part.strip()
+            if "-" in part:
+                a, b = part.split("-", 1)
+                levels.update(range(int(a), int(b) + 1))
+            elif part:
+                levels.add(int(part))
+    except ValueError:
+        raise SpecError(f"--levels: cannot read {text!r}; write 1-5, 3 or 1,3,5") from None
+    if not levels:
+        raise SpecError(f"--levels: no level in {text!r}")
+    return sorted(levels)
+
+
+def _print_summary(table) -> None:
+    from .report.lottery import format_params, lottery_summary
+
+    s = lottery_summary(table)
+    if s.empty:
+        return
+    print(f"{'branch':<28} {'rewind':>8} {'level':>5} {'density%':>9} {'test acc (mean ± std)':>24} {'n':>3}")
+    for row in s.itertuples():
+        name = (row.branch + " " + format_params(row.branch_params)).strip()
+        print(f"{name:<28} {row.rewind_step:>8} {int(row.level):>5} {100 * row.density:>9.2f} "
+              f"{100 * row.mean:>14.2f} ± {100 * row.std:<6.2f} {int(row.n):>3}")
+
+
+def _cmd_lottery(args) -> int:
+    from .api import make_spec
+    from .lottery import Study
+    from .step import parse_steps
+    from .store import Store
+    from .train import TrainOptions
+
+    overrides = parse_assignments(args.sets)
+    if args.prune_fraction is not None:
+        overrides["prune.fraction"] = args.prune_fraction
+    if args.strategy is not None:
+        overrides["prune.strategy"] = args.strategy
+    if args.replicates < 1 or args.levels < 0:
+        raise SpecError("--replicates must be at least 1 and --levels at least 0")
+    spec, name = make_spec(args.preset, overrides, args.config)
+    try:
+        rewinds = parse_steps(args.rewind)
+    except ValueError as e:
+        raise SpecError(f"--rewind: {e}") from None
+    baselines = [b for b in args.baselines.split(",") if b.strip()]
+    for b in baselines:
+        _branches()  # registers
+        from .lottery import get_branch
+
+        get_branch(b)
+    study = Study(spec, rewinds, name, Store(args.root))
+    opts = TrainOptions(quiet=args.quiet, data_root=args.data_root)
+    study.run(args.levels, replicates=args.replicates, options=opts)
+    for b in baselines:
+        if args.levels >= 1:
+            study.branch(b, list(range(1, args.levels + 1)), replicates=args.replicates, options=opts)
+    print(f"study {study.key}  ({name or '-'}, rewind {', '.join(map(str, study.rewind_steps))}, "
+          f"{args.levels} levels, {args.replicates} replicate(s))")
+    _print_summary(study.table())
+    if args.plot:
+        from .report import plot_lottery
+
+        for p in plot_lottery(study.table(), args.plot):
+            print(f"wrote {p}")
+    return 0
+
+
+def _branch_params(extra: list[str]) -> dict:
+    params, i = {}, 0
+    while i < len(extra):
+        tok = extra[i]
+        if not tok.startswith("--"):
+            raise SpecError(f"unexpected argument {tok!r}; branch parameters are written --NAME VALUE")
+        name = tok[2:].replace("-", "_")
+        if "=" in name:
+            name, value = name.split("=", 1)
+            i += 1
+        else:
+            if i + 1 >= len(extra):
+                raise SpecError(f"{tok}: give a value")
+            value = extra[i + 1]
+            i += 2
+        params[name] = value
+    return params
+
+
+def _cmd_branch(args, extra: list[str]) -> int:
+    from .lottery import Study
+    from .step import parse_steps
+    from .store import Store
+    from .train import TrainOptions
+
+    params = _branch_params(extra)
+    if args.sets:
+        params["settings"] = parse_assignments(args.sets)
+    study = Study.load(args.study, Store(args.root))
+    rewinds = parse_steps(args.rewind) if args.rewind else None
+    if rewinds:
+        unknown = [str(k) for k in rewinds if k not in study.rewind_steps]
+        if unknown:
+            raise SpecError(f"--rewind: {', '.join(unknown)} not in the study's rewind steps "
+                            f"({', '.join(map(str, study.rewind_steps))})")
+    study.branch(args.kind, parse_levels(args.levels), params, replicates=args.replicates, rewinds=rewinds,
+                 options=TrainOptions(quiet=args.quiet))
+    print(f"study {study.key}")
+    _print_summary(study.table())
+    return 0
+
+
+def _cmd_plot(args) -> int:
+    from .lottery import Study
+    from .report import plot_lottery
+    from .store import Store
+
+    store = Store(args.root)
+    study = Study.load(args.study, store)
+    out = args.out or str(store.root / "figures" / f"lottery-{study.key}")
+    for p in plot_lottery(study.table(), out, split=args.split):
+        print(f"wrote {p}")
+    return 0
 
 
 def _cmd_train(args) -> int:
@@ -114,11 +288,17 @@ def _cmd_presets(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    handler = {"train": _cmd_train, "ls": _cmd_ls, "results": _cmd_results, "presets": _cmd_presets}[args.command]
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "branch":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    handlers = {"train": _cmd_train, "ls": _cmd_ls, "results": _cmd_results, "presets": _cmd_presets,
+                "lottery": _cmd_lottery, "plot": _cmd_plot}
     try:
-        return handler(args)
-    except (SpecError, CheckpointError) as e:
+        if args.command == "branch":
+            return _cmd_branch(args, extra)
+        return handlers[args.command](args)
+    except (SpecError, CheckpointError, ValueError) as e:
         print(f"rewind {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

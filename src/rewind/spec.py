@@ -75,6 +75,11 @@ class PruneSpec:
     strategy: str = f("global", "magnitude pruning strategy", choices=("global", "layerwise"))
     fraction: float = f(0.2, "fraction of the remaining prunable weights removed per level", check="fraction")
     exclude: tuple[str, ...] = f((), "prunable tensors never pruned (names as the model declares them)")
+    conv_fraction: float = added(0.0, "per-type rate for conv layers, pruned layerwise (0: use fraction)", check="rate")
+    fc_fraction: float = added(0.0, "per-type rate for hidden linear layers, pruned layerwise (0: use fraction)",
+                               check="rate")
+    output_fraction: float = added(0.0, "per-type rate for the output layer, pruned layerwise (0: use fraction)",
+                                   check="rate")
 
 
 @dataclass(frozen=True)
@@ -221,6 +226,8 @@ def _validate(path: str, fl: dataclasses.Field, v: Any) -> None:
             raise SpecError(f"{path}: must be zero or positive, got {v!r}")
         if check == "fraction" and not 0.0 < x < 1.0:
             raise SpecError(f"{path}: must lie strictly between 0 and 1, got {v!r}")
+        if check == "rate" and not 0.0 <= x < 1.0:
+            raise SpecError(f"{path}: must lie in [0, 1) (0 means: use prune.fraction), got {v!r}")
 
 
 def _build_section(name: str, sec_type: type, base: Any, values: dict) -> Any:

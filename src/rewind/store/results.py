@@ -1,34 +1,62 @@
-"""All metrics of a store as one tidy table."""
+"""All metrics of a store as one tidy table.
+
+Runs that belong to lottery studies are labelled by each study's record (a run
+shared by two studies, such as a dense run, appears once per study); other
+runs by the meta.json written when they were first trained.
+"""
 from __future__ import annotations
+
+import json
 
 import pandas as pd
 
-from .runs import METRIC_FIELDS, Store
+from .runs import Store
 
 COLUMNS = ["run", "kind", "preset", "member", "seed", "step", "split", "metric", "value"]
+LABELS = ["study", "replicate", "level", "density", "rewind_step", "rewind_iteration", "branch", "branch_params"]
+
+
+def _study_records(store: Store) -> list[dict]:
+    folder = store.root / "studies"
+    if not folder.is_dir():
+        return []
+    records = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            records.append(json.loads(path.read_text()))
+        except json.JSONDecodeError:
+            continue
+    return records
 
 
 def results_table(store: Store) -> pd.DataFrame:
     frames = []
-    for run in store.runs():
-        if not run.done:
-            continue
-        m = run.metrics()
-        if m.empty:
-            continue
+    runs = {run.key: run for run in store.runs() if run.done}
+    labelled: dict[str, list[dict]] = {}
+    for rec in _study_records(store):
+        for key, labels in rec.get("runs", {}).items():
+            labelled.setdefault(key, []).append({**labels, "preset": rec.get("preset"), "study": rec["key"]})
+    metrics_cache = {}
+    for key, run in runs.items():
         meta = run.meta()
         spec = run.spec_doc().get("spec", {})
-        m.insert(0, "run", run.key)
-        m.insert(1, "kind", meta.get("kind"))
-        m.insert(2, "preset", meta.get("preset"))
-        m.insert(3, "member", meta.get("member", 0))
-        m.insert(4, "seed", spec.get("seeds", {}).get("init"))
-        frames.append(m)
+        for labels in labelled.get(key, [meta]):
+            m = metrics_cache.get(key)
+            if m is None:
+                m = metrics_cache[key] = run.metrics()
+            if m.empty:
+                continue
+            m = m.copy()
+            m.insert(0, "run", key)
+            m.insert(1, "kind", labels.get("kind"))
+            m.insert(2, "preset", labels.get("preset", meta.get("preset")))
+            m.insert(3, "member", meta.get("member", 0))
+            m.insert(4, "seed", spec.get("seeds", {}).get("init"))
+            for col in LABELS:
+                m[col] = labels.get(col)
+            frames.append(m)
     if not frames:
-        return pd.DataFrame(columns=COLUMNS)
+        return pd.DataFrame(columns=COLUMNS + LABELS)
     df = pd.concat(frames, ignore_index=True)
-    extra = [c for c in df.columns if c not in COLUMNS]
-    return df[COLUMNS + extra].sort_values(["run", "step", "split", "metric"], kind="stable").reset_index(drop=True)
-
-
-assert set(METRIC_FIELDS) <= set(COLUMNS)
+    return df[COLUMNS + LABELS].sort_values(["study", "run", "step", "split", "metric"], kind="stable",
+                                            na_position="first").reset_index(drop=True)

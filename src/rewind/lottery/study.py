@@ -1,0 +1,258 @@
+"""Iterative magnitude pruning with rewinding, as a plan over content-addressed runs.
+
+For each replicate r the dense run (level 0) is trained once and saves its
+weights at every rewind step. Each rewind step k then has its own chain:
+level L's mask is pruned from level L-1's final weights and mask, the surviving
+weights are set to the dense weights at k, and training resumes at k with the
+same schedule and a fresh optimizer. Every member of a level (all replicates
+and rewind steps) is trained as one population. Runs are content-addressed, so
+asking for more levels (or replicates) trains only what is missing.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import rng
+from ..api import replicate_spec
+from ..data import iterations_per_epoch, load_data
+from ..models import create_model
+from ..prune.masks import Mask, density, full_mask, magnitude_prune
+from ..spec import PruneSpec, Spec, SpecError
+from ..step import Step
+from ..store import RunDir, Store, atomic_write_text
+from ..train import Member, TrainOptions, train_population
+from .branches import BranchInput, coerce_params, get_branch
+
+
+@dataclass
+class Study:
+    """A lottery study: a base spec and the rewind steps; levels and replicates can grow."""
+
+    spec: Spec
+    rewind_steps: tuple[Step, ...]
+    preset: str | None = None
+    store: Store = dataclasses.field(default_factory=Store)
+
+    def __post_init__(self) -> None:
+        if not self.rewind_steps:
+            raise SpecError("--rewind: give at least one rewind step, e.g. 0it,100it,500it")
+        self.rewind_steps = tuple(sorted(set(self.rewind_steps), key=lambda s: (s.ep, s.it)))
+        data = load_data(self.spec.data)
+        self.ipe = iterations_per_epoch(len(data.y_train), self.spec.data.batch_size)
+        self.total = self.spec.train.steps.iterations(self.ipe)
+        self._input_shape, self._classes = data.input_shape, data.num_classes
+        for k in self.rewind_steps:
+            if k.iterations(self.ipe) >= self.total:
+                raise SpecError(f"--rewind: {k} is not before the end of training ({self.spec.train.steps})")
+        its = [k.iterations(self.ipe) for k in self.rewind_steps]
+        if len(set(its)) != len(its):
+            raise SpecError(f"--rewind: {', '.join(map(str, self.rewind_steps))} name the same iteration twice")
+
+    # ---- identity ------------------------------------------------------
+    @property
+    def key(self) -> str:
+        doc = self.spec.canonical_json() + "|rewind=" + ",".join(str(k.iterations(self.ipe)) for k in self.rewind_steps)
+        return hashlib.sha256(doc.encode()).hexdigest()[:16]
+
+    @property
+    def record_path(self) -> Path:
+        return self.store.root / "studies" / f"{self.key}.json"
+
+    def record(self) -> dict:
+        try:
+            return json.loads(self.record_path.read_text())
+        except FileNotFoundError:
+            return {"key": self.key, "spec": self.spec.to_dict(), "preset": self.preset,
+                    "rewind_steps": [str(k) for k in self.rewind_steps], "levels": 0, "replicates": 0,
+                    "branches": [], "runs": {}}
+
+    @contextlib.contextmanager
+    def _record_lock(self):
+        import fcntl
+
+        self.record_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.record_path.with_suffix(".lock"), "a+") as fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+    def _update_record(self, **changes: Any) -> None:
+        with self._record_lock():
+            rec = self.record()
+            for k, v in changes.items():
+                if k == "branch":
+                    if v not in rec["branches"]:
+                        rec["branches"].append(v)
+                elif k == "runs":
+                    rec.setdefault("runs", {}).update(v)
+                else:
+                    rec[k] = max(rec.get(k, 0), v)
+            atomic_write_text(self.record_path, json.dumps(rec, indent=1, sort_keys=True) + "\n")
+
+    @classmethod
+    def load(cls, key_prefix: str, store: Store) -> "Study":
+        folder = store.root / "studies"
+        matches = sorted(folder.glob(f"{key_prefix}*.json")) if folder.is_dir() else []
+        if len(matches) != 1:
+            known = ", ".join(p.stem for p in sorted(folder.glob("*.json"))) if folder.is_dir() else ""
+            what = "no study" if not matches else "several studies"
+            raise SpecError(f"--study: {what} in {folder} match {key_prefix!r}; studies: {known or 'none'}")
+        rec = json.loads(matches[0].read_text())
+        return cls(Spec.from_dict(rec["spec"]), tuple(Step.parse(s) for s in rec["rewind_steps"]), rec.get("preset"), store)
+
+    # ---- members -------------------------------------------------------
+    def dense_spec(self, replicate: int) -> Spec:
+        """Level 0 of replicate r. Pruning fields do not affect dense training, so they are reset:
+        studies that differ only in how they prune share their dense runs."""
+        spec = replicate_spec(self.spec, replicate)
+        ckpts = tuple(sorted(set(spec.train.checkpoints) | set(self.rewind_steps), key=lambda s: (s.ep, s.it)))
+        return dataclasses.replace(spec, prune=PruneSpec(),
+                                   train=dataclasses.replace(spec.train, checkpoints=ckpts))
+
+    def level_spec(self, replicate: int) -> Spec:
+        return replicate_spec(self.spec, replicate)
+
+    def _labels(self, replicate: int, level: int, rewind: Step | None, branch: str, mask: Mask | None,
+                params: dict | None = None) -> dict:
+        return {
+            "study": self.key, "replicate": replicate, "level": level,
+            "rewind_step": None if rewind is None else str(rewind),
+            "rewind_iteration": None if rewind is None else rewind.iterations(self.ipe),
+            "branch": branch, "density": 1.0 if mask is None else density(mask),
+            "branch_params": json.dumps(params, sort_keys=True) if params else None,
+        }
+
+    def _opts(self, options: TrainOptions | None) -> TrainOptions:
+        return options or TrainOptions(quiet=True)
+
+    def dense_runs(self, replicates: int, options: TrainOptions | None = None) -> list[RunDir]:
+        members = [Member(self.dense_spec(r), kind="lottery", preset=self.preset, index=r,
+                          origin=self._labels(r, 0, None, "none", None)) for r in range(replicates)]
+        return train_population(members, self.store, self._opts(options))
+
+    def kind_of(self, name: str) -> str:
+        return self._model().layer_kind(name)
+
+    def _model(self, seed: int = 0):
+        return create_model(self.spec.model, self._input_shape, self._classes, seed=seed)
+
+    def _mask_of(self, run: RunDir, weights_only: bool = False) -> Mask:
+        tensors = run.load(self.total)
+        mask = {k[5:]: v for k, v in tensors.items() if k.startswith("mask/")}
+        return mask or full_mask(self._model())
+
+    def chain(self, replicate: int, rewind: Step, levels: int, options: TrainOptions | None = None) -> list[RunDir]:
+        """Runs of levels 0..levels of one chain (trains whatever is missing, level by level)."""
+        return self.run(levels, replicates=replicate + 1, options=options, only=(replicate, rewind))
+
+    def run(self, levels: int, replicates: int = 1, options: TrainOptions | None = None,
+            only: tuple[int, Step] | None = None) -> dict[tuple[int, str, int], RunDir]:
+        """Train (or find) every level up to ``levels`` for every replicate and rewind step.
+
+        Returns {(replicate, rewind step, level): run}; level 0 appears under every rewind step.
+        """
+        if levels < 0 or replicates < 1:
+            raise SpecError("--levels must be >= 0 and --replicates >= 1")
+        opts = self._opts(options)
+        reps = range(replicates) if only is None else [only[0]]
+        rewinds = self.rewind_steps if only is None else (only[1],)
+        dense = dict(zip(reps, train_population(
+            [Member(self.dense_spec(r), kind="lottery", preset=self.preset, index=i,
+                    origin=self._labels(r, 0, None, "none", None)) for i, r in enumerate(reps)],
+            self.store, opts)))
+        out = {(r, str(k), 0): dense[r] for r in reps for k in rewinds}
+        index = {dense[r].key: {"kind": "lottery", **self._labels(r, 0, None, "none", None)} for r in reps}
+        rewound = {(r, str(k)): dense[r].weights(k.iterations(self.ipe)) for r in reps for k in rewinds}
+        for level in range(1, levels + 1):
+            members = []
+            for r in reps:
+                for k in rewinds:
+                    prev = out[(r, str(k), level - 1)]
+                    mask = magnitude_prune(prev.weights(self.total), self._mask_of(prev), self.spec.prune, level,
+                                           self.kind_of)
+                    members.append(Member(self.level_spec(r), kind="lottery", preset=self.preset,
+                                          index=len(members), init=rewound[(r, str(k))], mask=mask,
+                                          start=k.iterations(self.ipe),
+                                          origin=self._labels(r, level, k, "none", mask)))
+            for member, (r, k), run in zip(members, [(r, k) for r in reps for k in rewinds],
+                                           train_population(members, self.store, opts)):
+                out[(r, str(k), level)] = run
+                index[run.key] = {"kind": "lottery", **member.origin}
+        if only is None:
+            self._update_record(levels=levels, replicates=replicates, runs=index)
+        else:
+            self._update_record(runs=index)
+        return out
+
+    def mask(self, replicate: int, rewind: Step, level: int) -> Mask:
+        """The IMP mask of a level (needs levels 0..level-1 finished)."""
+        if level == 0:
+            return full_mask(self._model())
+        runs = self.chain(replicate, rewind, level - 1)
+        prev = runs[(replicate, str(rewind), level - 1)]
+        return magnitude_prune(prev.weights(self.total), self._mask_of(prev), self.spec.prune, level, self.kind_of)
+
+    # ---- branches ------------------------------------------------------
+    def branch(self, kind: str, levels: list[int], params: dict | None = None, replicates: int | None = None,
+               rewinds: tuple[Step, ...] | None = None, options: TrainOptions | None = None) -> dict:
+        """Train branch ``kind`` at each level for every replicate and rewind step of the study."""
+        bk = get_branch(kind)
+        full = coerce_params(bk, params or {})
+        rec = self.record()
+        reps = range(replicates if replicates is not None else max(1, rec["replicates"]))
+        rewinds = tuple(rewinds) if rewinds else self.rewind_steps
+        bad = [lv for lv in levels if lv < 1]
+        if bad:
+            raise SpecError(f"--levels: branches start at level 1 (level 0 is the dense network), got {bad}")
+        top = max(levels)
+        chains = self.run(max(top - 1, 0), replicates=len(reps), options=options)
+        groups: dict[str, list[tuple[tuple, Member]]] = {}
+        for level in levels:
+            for r in reps:
+                dense = chains[(r, str(rewinds[0]), 0)]
+                w0 = dense.weights(0)
+                for k in rewinds:
+                    prev = chains[(r, str(k), level - 1)]
+                    mask = magnitude_prune(prev.weights(self.total), self._mask_of(prev), self.spec.prune, level,
+                                           self.kind_of)
+                    spec = self.level_spec(r)
+                    g = rng.generator(rng.PRUNE, spec.seeds.prune, level, k.iterations(self.ipe),
+                                      zlib.crc32(kind.encode()))
+                    inp = BranchInput(weights=dense.weights(k.iterations(self.ipe)), mask=mask, generator=g,
+                                      init_weights=w0, fresh=lambda s: self._model(seed=s).state_dict(), spec=spec)
+                    out = bk.fn(inp, **full)
+                    member = Member(out.spec, kind="branch", preset=self.preset, init=out.weights, mask=out.mask,
+                                    start=k.iterations(self.ipe),
+                                    origin=self._labels(r, level, k, kind, out.mask, full))
+                    groups.setdefault(out.spec.hash, []).append(((r, str(k), level), member))
+        result, index = {}, {}
+        opts = self._opts(options)
+        for items in groups.values():
+            for i, (_, m) in enumerate(items):
+                m.index = i
+            for (key, m), run in zip(items, train_population([m for _, m in items], self.store, opts)):
+                result[key] = run
+                index[run.key] = {"kind": "branch", **m.origin}
+        self._update_record(branch={"kind": kind, "params": {k: v for k, v in full.items() if v is not None},
+                                    "levels": sorted(levels)}, runs=index)
+        return result
+
+    # ---- results ---------------------------------------------------------
+    def table(self):
+        """Final metrics of every run of the study: one row per run and metric (tidy)."""
+        from ..store.results import results_table
+
+        df = results_table(self.store)
+        df = df[df["study"] == self.key]
+        return df[df["step"] == self.total].reset_index(drop=True)
