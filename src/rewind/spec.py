@@ -51,6 +51,7 @@ class ModelSpec:
     widths: tuple[int, ...] = f((100, 100), "hidden widths (MLP) or channels (CNN), one per layer", check="positive")
     init: str = f("kaiming_normal", "initialisation of conv and linear weights",
                   choices=("kaiming_normal", "kaiming_uniform", "xavier_normal"))
+    batchnorm: bool = added(False, "BatchNorm after each hidden layer (mlp, conv1d)")
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class TrainSpec:
     eval_every: Step = f(Step(0, 0), "evaluate every this many steps (0it: only at start, end and eval_at)")
     eval_at: tuple[Step, ...] = f((), "further steps at which to evaluate")
     checkpoints: tuple[Step, ...] = f((), "steps at which to save weights (start and end are always saved)")
+    precision: str = added("float32", "floating-point type of weights, data and arithmetic", choices=("float32", "float64"))
 
 
 @dataclass(frozen=True)

@@ -11,24 +11,43 @@ from ..spec import ModelSpec
 from .registry import RewindModel, register_model
 
 
+def _norms(kind, widths, batchnorm: bool) -> nn.ModuleList:
+    return nn.ModuleList(kind(w) if batchnorm else nn.Identity() for w in widths)
+
+
 class MLP(RewindModel):
-    def __init__(self, in_features: int, widths: tuple[int, ...], num_classes: int):
+    def __init__(self, in_features: int, widths: tuple[int, ...], num_classes: int, batchnorm: bool = False):
         super().__init__()
         dims = (in_features, *widths)
         self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.norms = _norms(nn.BatchNorm1d, widths, batchnorm)
+        self.batchnorm = batchnorm
         self.out = nn.Linear(dims[-1], num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.flatten(1)
-        for layer in self.hidden:
-            x = F.relu(layer(x))
+        for layer, norm in zip(self.hidden, self.norms):
+            x = F.relu(norm(layer(x)))
         return self.out(x)
+
+    def stacked_forward(self, params: dict[str, torch.Tensor], x: torch.Tensor, shared: bool = False):
+        """K members at once with batched matmuls. params: [K, ...] each; x: [K, B, ...], or
+        [B, ...] for all members when ``shared``. Returns [K, B, classes], or None when the
+        model has BatchNorm (the engine then uses torch.func.vmap)."""
+        if self.batchnorm:
+            return None
+        k = params["out.weight"].shape[0]
+        h = x.flatten(1).unsqueeze(0).expand(k, -1, -1) if shared else x.flatten(2)
+        for i in range(len(self.hidden)):
+            h = torch.relu(torch.baddbmm(params[f"hidden.{i}.bias"].unsqueeze(1), h,
+                                         params[f"hidden.{i}.weight"].transpose(1, 2)))
+        return torch.baddbmm(params["out.bias"].unsqueeze(1), h, params["out.weight"].transpose(1, 2))
 
 
 class Conv1dNet(RewindModel):
     """1-D CNN for MNIST-1D: a stride-1 conv, then stride-2 convs, then a linear classifier."""
 
-    def __init__(self, length: int, widths: tuple[int, ...], num_classes: int):
+    def __init__(self, length: int, widths: tuple[int, ...], num_classes: int, batchnorm: bool = False):
         super().__init__()
         convs, c_in = [], 1
         for i, w in enumerate(widths):
@@ -37,12 +56,13 @@ class Conv1dNet(RewindModel):
             length = length if i == 0 else math.floor((length + 2 - 3) / 2) + 1
             c_in = w
         self.convs = nn.ModuleList(convs)
+        self.norms = _norms(nn.BatchNorm1d, widths, batchnorm)
         self.out = nn.Linear(c_in * length, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.reshape(x.shape[0], 1, -1)
-        for conv in self.convs:
-            x = F.relu(conv(x))
+        for conv, norm in zip(self.convs, self.norms):
+            x = F.relu(norm(conv(x)))
         return self.out(x.flatten(1))
 
 
@@ -66,18 +86,20 @@ class DigitsCNN(RewindModel):
 
 @register_model("mlp")
 def _mlp(spec: ModelSpec, input_shape, num_classes):
-    return MLP(math.prod(input_shape), spec.widths, num_classes)
+    return MLP(math.prod(input_shape), spec.widths, num_classes, spec.batchnorm)
 
 
 @register_model("conv1d")
 def _conv1d(spec: ModelSpec, input_shape, num_classes):
     if len(input_shape) != 1:
         raise ValueError(f"model.name: conv1d needs 1-D inputs, the data has shape {input_shape}")
-    return Conv1dNet(input_shape[0], spec.widths, num_classes)
+    return Conv1dNet(input_shape[0], spec.widths, num_classes, spec.batchnorm)
 
 
 @register_model("digits_cnn")
 def _digits_cnn(spec: ModelSpec, input_shape, num_classes):
     if len(input_shape) != 3:
         raise ValueError(f"model.name: digits_cnn needs image inputs (C, H, W), the data has shape {input_shape}")
+    if spec.batchnorm:
+        raise ValueError("model.batchnorm: digits_cnn has no BatchNorm variant; use mlp or conv1d")
     return DigitsCNN(input_shape[0], input_shape[1], spec.widths, num_classes)

@@ -65,12 +65,17 @@ class TrainOptions:
     """How to train, as opposed to what: nothing here changes a run's result."""
 
     device: str = "cpu"
+    engine: str = "auto"             # auto | sequential | vectorised
     quiet: bool = False
     resume_every: int = 500          # iterations between resume points
     resume_seconds: float = 300.0    # ... or seconds, whichever comes first
     data_root: str | None = None
     eval_batch: int = 4096
     on_iteration: Callable[[RunDir, int], None] | None = None  # called after each step (tests, probes)
+
+
+def dtype_of(spec: Spec) -> torch.dtype:
+    return {"float32": torch.float32, "float64": torch.float64}[spec.train.precision]
 
 
 def _progress_enabled(opts: TrainOptions) -> bool:
@@ -129,16 +134,16 @@ def _train_locked(member: Member, run: RunDir, opts: TrainOptions) -> None:
         "kind": member.kind, "preset": member.preset, "member": member.index, **member.origin,
     })
     data = load_data(spec.data, opts.data_root)
-    device = torch.device(opts.device)
-    x_train, y_train = data.x_train.to(device), data.y_train.to(device)
-    x_test, y_test = data.x_test.to(device), data.y_test.to(device)
+    device, dtype = torch.device(opts.device), dtype_of(spec)
+    x_train, y_train = data.x_train.to(device, dtype), data.y_train.to(device)
+    x_test, y_test = data.x_test.to(device, dtype), data.y_test.to(device)
     n, bs = len(y_train), spec.data.batch_size
     ipe = iterations_per_epoch(n, bs)
     total = spec.train.steps.iterations(ipe)
     if member.start > total:
         raise ValueError(f"member starts at {member.start}it, after the end of training ({total}it)")
 
-    model = create_model(spec.model, data.input_shape, data.num_classes, seed=spec.seeds.init).to(device)
+    model = create_model(spec.model, data.input_shape, data.num_classes, seed=spec.seeds.init).to(device, dtype)
     mask = None
     if member.mask is not None:
         unknown = set(member.mask) - set(model.prunable())
@@ -215,10 +220,14 @@ def _train_locked(member: Member, run: RunDir, opts: TrainOptions) -> None:
     if bar is not None:
         bar.close()
 
+    _finish(run, rows, total, member.start, round(time.time() - started, 3), device, engine="sequential")
+
+
+def _finish(run: RunDir, rows: list[dict], total: int, start: int, seconds: float, device, engine: str) -> None:
     final = {f"{r['split']}_{r['metric']}": r["value"] for r in rows if r["step"] == total}
     run.finish(rows, {
-        "iterations": total, "start": member.start, "seconds": round(time.time() - started, 3),
-        "device": str(device), "torch": torch.__version__, "final": final,
+        "iterations": total, "start": start, "seconds": seconds, "device": str(device),
+        "torch": torch.__version__, "engine": engine, "final": final,
     })
 
 
@@ -233,4 +242,30 @@ def train_population(members: list[Member], store: Store | None = None,
             if m.spec.model != ref.model or m.spec.train != ref.train or m.spec.data != ref.data:
                 raise ValueError("members of one population must share data, model and training fields; "
                                  "only seeds, starting weights and masks may differ")
+    pending = [m for m in members if not store.run(m.key).done]
+    if choose_engine(pending, opts) == "vectorised":
+        from .vectorised import train_vectorised
+
+        return train_vectorised(members, store, opts)
     return [train_member(m, store, opts) for m in members]
+
+
+# Above this many parameters (all members together) a population is trained member by member:
+# large models keep the cores busy on their own (LeNet-300-100 gains at best 1.6x from stacking).
+VECTORISE_MAX_PARAMS = 8_000_000
+
+
+def choose_engine(members: list[Member], opts: TrainOptions) -> str:
+    if opts.engine not in ("auto", "sequential", "vectorised"):
+        raise ValueError(f"engine: {opts.engine!r} is not allowed; choose auto, sequential or vectorised")
+    if opts.engine != "auto":
+        return opts.engine
+    if len(members) < 2:
+        return "sequential"
+    spec = members[0].spec
+    from ..data import load_data as _load
+
+    data = _load(spec.data, opts.data_root)
+    model = create_model(spec.model, data.input_shape, data.num_classes, seed=0)
+    n_params = sum(p.numel() for p in model.parameters())
+    return "vectorised" if n_params * len(members) <= VECTORISE_MAX_PARAMS else "sequential"
