@@ -38,10 +38,10 @@ class MLP(RewindModel):
             return None
         k = params["out.weight"].shape[0]
         h = x.flatten(1).unsqueeze(0).expand(k, -1, -1) if shared else x.flatten(2)
+        # bmm then a broadcast add is faster than baddbmm on CPU (measured, torch 2.13)
         for i in range(len(self.hidden)):
-            h = torch.relu(torch.baddbmm(params[f"hidden.{i}.bias"].unsqueeze(1), h,
-                                         params[f"hidden.{i}.weight"].transpose(1, 2)))
-        return torch.baddbmm(params["out.bias"].unsqueeze(1), h, params["out.weight"].transpose(1, 2))
+            h = torch.relu(torch.bmm(h, params[f"hidden.{i}.weight"].transpose(1, 2)) + params[f"hidden.{i}.bias"].unsqueeze(1))
+        return torch.bmm(h, params["out.weight"].transpose(1, 2)) + params["out.bias"].unsqueeze(1)
 
 
 class Conv1dNet(RewindModel):

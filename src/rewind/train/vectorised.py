@@ -1,9 +1,8 @@
 """The vectorised engine: K members of a population as one computation.
 
-Parameters of all members live in one flat tensor [K, P] (each named parameter
-is a view of it), so the backward pass yields one [K, P] gradient and the
-optimizer update, the masks and the weight decay are a handful of whole-tensor
-operations. The forward pass is the model's own ``stacked_forward`` where it
+Each parameter of all members is one stacked tensor [K, *shape]; the
+optimizer update, masks and weight decay are multi-tensor (torch._foreach)
+operations over those few tensors. The forward pass is the model's own ``stacked_forward`` where it
 has one (batched matmuls for MLPs) and ``torch.func.vmap`` over the module
 otherwise; BatchNorm keeps per-member running statistics.
 
@@ -22,7 +21,8 @@ import time
 import torch
 from torch.nn import functional as F
 
-from ..data import batch_indices, iterations_per_epoch, load_data
+from .. import rng
+from ..data import iterations_per_epoch, load_data
 from ..models import create_model
 from ..store import RunDir, Store
 from .loop import Member, TrainOptions, _finish, _progress_enabled, dtype_of, schedule_points
@@ -30,64 +30,80 @@ from .optim import lr_at
 
 
 class Stack:
-    """Flat parameters, buffers and optimizer state of K members."""
+    """Parameters, masks and buffers of K members.
+
+    All parameters live in one flat tensor laid out parameter by parameter, each
+    parameter's block holding all K members contiguously, so every parameter is a
+    contiguous [K, *shape] view (what batched matmuls want) and the optimizer,
+    weight decay and masks are single operations over the flat tensor.
+    """
 
     def __init__(self, template, k: int, device):
         self.template = template
         self.k = k
-        self.names, self.shapes, self.slices = [], [], []
-        off = 0
-        for name, p in template.named_parameters():
-            self.names.append(name)
-            self.shapes.append(tuple(p.shape))
-            self.slices.append(slice(off, off + p.numel()))
-            off += p.numel()
-        self.size = off
-        self.flat = torch.zeros(k, off, device=device, dtype=next(template.parameters()).dtype)
+        named = list(template.named_parameters())
+        self.names = [n for n, _ in named]
+        self.shapes = [tuple(p.shape) for _, p in named]
+        self.numels = [p.numel() for _, p in named]
+        self.size = sum(self.numels)
+        self.flat = torch.cat([p.detach().reshape(1, -1).expand(k, -1).reshape(-1) for _, p in named])
         self.buffers = {n: torch.stack([b.detach().clone()] * k) for n, b in template.named_buffers()}
-        self.mask: torch.Tensor | None = None
+        self.mask: torch.Tensor | None = None   # flat bool, True where a weight is kept
 
-    def views(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
-        k = flat.shape[0]
-        return {n: flat[:, sl].view(k, *shape) for n, sl, shape in zip(self.names, self.slices, self.shapes)}
+    def views(self, flat: torch.Tensor, k: int | None = None) -> dict[str, torch.Tensor]:
+        k = self.k if k is None else k
+        out, off = {}, 0
+        for n, shape, numel in zip(self.names, self.shapes, self.numels):
+            out[n] = flat[off:off + k * numel].view(k, *shape)
+            off += k * numel
+        return out
+
+    @property
+    def params(self) -> dict[str, torch.Tensor]:
+        return self.views(self.flat)
+
+    def gather(self, flat: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        return torch.cat([v.index_select(0, idx).reshape(-1) for v in self.views(flat).values()])
+
+    def scatter(self, flat: torch.Tensor, idx: torch.Tensor, part: torch.Tensor) -> None:
+        for full, sub in zip(self.views(flat).values(), self.views(part, len(idx)).values()):
+            full.index_copy_(0, idx, sub)
 
     def set_member(self, i: int, state: dict[str, torch.Tensor]) -> None:
-        for n, sl in zip(self.names, self.slices):
-            self.flat[i, sl] = state[n].reshape(-1).to(self.flat)
-        for n in self.buffers:
-            self.buffers[n][i] = state[n].to(self.buffers[n])
+        with torch.no_grad():
+            for n, t in (*self.params.items(), *self.buffers.items()):
+                t[i] = state[n].to(t)
 
     def member_state(self, i: int) -> dict[str, torch.Tensor]:
-        out = {n: self.flat[i, sl].view(shape).clone() for n, sl, shape in zip(self.names, self.slices, self.shapes)}
-        out.update({n: b[i].clone() for n, b in self.buffers.items()})
+        out = {n: t[i].clone() for n, t in (*self.params.items(), *self.buffers.items())}
         # state_dict order, so checkpoints of both engines are alike
         return {n: out[n] for n in self.template.state_dict()}
 
 
 class StackedOptimizer:
-    """SGD (momentum, Nesterov, weight decay) and Adam on [K, P] tensors, with the same
-    arithmetic as torch.optim's implementations and the same state names."""
+    """SGD (momentum, Nesterov, weight decay) and Adam on the flat parameters, with the
+    arithmetic of torch.optim's implementations and the same state names."""
 
-    def __init__(self, train_spec, k: int, size: int, device, dtype):
+    def __init__(self, train_spec, stack: Stack):
         self.spec = train_spec
-        self.steps = torch.zeros(k, dtype=torch.float32, device=device)  # updates taken per member
-        zeros = lambda: torch.zeros(k, size, device=device, dtype=dtype)  # noqa: E731
-        if train_spec.optimizer == "sgd":
-            self.state = {"momentum_buffer": zeros()} if train_spec.momentum else {}
-        else:
-            self.state = {"exp_avg": zeros(), "exp_avg_sq": zeros()}
+        self.stack = stack
+        self.steps = torch.zeros(stack.k, dtype=torch.float32)  # updates taken per member
+        keys = (("momentum_buffer",) if train_spec.momentum else ()) if train_spec.optimizer == "sgd" \
+            else ("exp_avg", "exp_avg_sq")
+        self.state = {key: torch.zeros_like(stack.flat) for key in keys}
 
     @torch.no_grad()
     def step(self, p: torch.Tensor, g: torch.Tensor, state: dict[str, torch.Tensor], steps: torch.Tensor,
              lr: float) -> None:
+        """Update flat parameters ``p`` of ``len(steps)`` members in place; ``g`` is ours to change."""
         s = self.spec
         if s.weight_decay:
-            g = g.add(p, alpha=s.weight_decay)
+            g.add_(p, alpha=s.weight_decay)
         if s.optimizer == "sgd":
             if s.momentum:
                 buf = state["momentum_buffer"]
                 buf.mul_(s.momentum).add_(g)
-                g = g.add(buf, alpha=s.momentum) if s.nesterov else buf
+                g = g.add_(buf, alpha=s.momentum) if s.nesterov else buf
             p.add_(g, alpha=-lr)
             return
         b1, b2 = s.betas
@@ -95,36 +111,57 @@ class StackedOptimizer:
         m.lerp_(g, 1 - b1)
         v.mul_(b2).addcmul_(g, g, value=1 - b2)
         steps = steps.to(p.dtype)
-        bc1 = 1 - torch.pow(b1, steps).unsqueeze(1)
-        bc2_sqrt = (1 - torch.pow(b2, steps)).sqrt().unsqueeze(1)
-        denom = (v.sqrt() / bc2_sqrt).add_(1e-8)
-        p.addcdiv_(m, denom * (bc1 / lr), value=-1.0)
+        step_size = lr / (1 - torch.pow(b1, steps))
+        bc2_sqrt = (1 - torch.pow(b2, steps)).sqrt()
+        k = len(steps)
+        for pv, mv, vv in zip(*(self.stack.views(t, k).values() for t in (p, m, v))):
+            shape = (-1,) + (1,) * (pv.dim() - 1)
+            denom = (vv.sqrt() / bc2_sqrt.view(shape)).add_(1e-8)
+            pv.sub_(mv / denom * step_size.view(shape))
 
-    def member_tensors(self, stack: Stack, i: int) -> dict[str, torch.Tensor]:
+    def member_tensors(self, i: int) -> dict[str, torch.Tensor]:
         if self.steps[i] == 0:
             return {}
         out = {}
-        for idx, (sl, shape) in enumerate(zip(stack.slices, stack.shapes)):
-            for name, t in self.state.items():
-                out[f"optim/{idx}/{name}"] = t[i, sl].view(shape).clone()
+        views = {key: self.stack.views(t) for key, t in self.state.items()}
+        for idx, name in enumerate(self.stack.names):
+            for key in self.state:
+                out[f"optim/{idx}/{key}"] = views[key][name][i].clone()
             if self.spec.optimizer == "adam":
                 out[f"optim/{idx}/step"] = self.steps[i].clone()
         return out
 
-    def load_member(self, stack: Stack, i: int, tensors: dict[str, torch.Tensor]) -> None:
-        for idx, sl in enumerate(stack.slices):
-            for name, t in self.state.items():
-                key = f"optim/{idx}/{name}"
-                if key in tensors:
-                    t[i, sl] = tensors[key].reshape(-1).to(t)
+    def load_member(self, i: int, tensors: dict[str, torch.Tensor]) -> None:
+        views = {key: self.stack.views(t) for key, t in self.state.items()}
+        for idx, name in enumerate(self.stack.names):
+            for key in self.state:
+                if f"optim/{idx}/{key}" in tensors:
+                    views[key][name][i] = tensors[f"optim/{idx}/{key}"].to(views[key][name])
             if f"optim/{idx}/step" in tensors:
                 self.steps[i] = float(tensors[f"optim/{idx}/step"])
             elif any(k.startswith("optim/") for k in tensors):
                 self.steps[i] = max(float(self.steps[i]), 1.0)
 
 
-def _forward(stack: Stack, flat: torch.Tensor, buffers: dict, x: torch.Tensor, shared: bool = False):
-    params = stack.views(flat)
+class Orders:
+    """Every member's example order for the current epoch as one [K, n] tensor, so a tick's
+    batches are one slice instead of K Python calls."""
+
+    def __init__(self, seeds: list[int], n: int, batch_size: int, device):
+        self.seeds, self.n, self.bs, self.device = seeds, n, batch_size, device
+        self.ipe = iterations_per_epoch(n, batch_size)
+        self.epoch, self.perms = -1, None
+
+    def batch(self, t: int, here: list[int], idx: torch.Tensor | None) -> torch.Tensor:
+        epoch, pos = divmod(t, self.ipe)
+        if epoch != self.epoch:
+            self.perms = torch.stack([rng.epoch_permutation(self.n, s, epoch) for s in self.seeds]).to(self.device)
+            self.epoch = epoch
+        rows = self.perms if idx is None else self.perms.index_select(0, idx)
+        return rows[:, pos * self.bs:(pos + 1) * self.bs]
+
+
+def _forward(stack: Stack, params: dict, buffers: dict, x: torch.Tensor, shared: bool = False):
     fast = getattr(stack.template, "stacked_forward", None)
     if fast is not None:
         out = fast(params, x, shared=shared)
@@ -138,15 +175,16 @@ def _forward(stack: Stack, flat: torch.Tensor, buffers: dict, x: torch.Tensor, s
 
 @torch.no_grad()
 def _evaluate(stack: Stack, members: list[int], x, y, batch: int) -> list[tuple[float, float]]:
-    idx = torch.tensor(members, device=stack.flat.device)
-    flat = stack.flat[idx]
+    device = x.device
+    idx = torch.tensor(members, device=device)
+    params = {n: p[idx] for n, p in stack.params.items()}
     buffers = {n: b[idx] for n, b in stack.buffers.items()}
     stack.template.eval()
-    loss_sum = torch.zeros(len(members), dtype=torch.float64, device=flat.device)
-    correct = torch.zeros(len(members), dtype=torch.int64, device=flat.device)
+    loss_sum = torch.zeros(len(members), dtype=torch.float64, device=device)
+    correct = torch.zeros(len(members), dtype=torch.int64, device=device)
     chunk = max(1, batch // max(1, len(members)) * 4)
     for i in range(0, len(y), chunk):
-        out = _forward(stack, flat, buffers, x[i:i + chunk], shared=True)
+        out = _forward(stack, params, buffers, x[i:i + chunk], shared=True)
         yy = y[i:i + chunk]
         k, b, c = out.shape
         loss_sum += F.cross_entropy(out.reshape(k * b, c), yy.repeat(k), reduction="none").view(k, b).sum(1).double()
@@ -190,7 +228,8 @@ def _train_locked(members: list[Member], runs: list[RunDir], opts: TrainOptions)
     stack = Stack(template, k, device)
     prunable = set(template.prunable())
     if any(m.mask is not None for m in members):
-        stack.mask = torch.ones(k, stack.size, dtype=torch.bool, device=device)
+        stack.mask = torch.ones_like(stack.flat, dtype=torch.bool)
+    mask_views = stack.views(stack.mask) if stack.mask is not None else {}
     for i, m in enumerate(members):
         if m.start > total:
             raise ValueError(f"member starts at {m.start}it, after the end of training ({total}it)")
@@ -204,12 +243,11 @@ def _train_locked(members: list[Member], runs: list[RunDir], opts: TrainOptions)
             unknown = set(m.mask) - prunable
             if unknown:
                 raise ValueError(f"mask names tensors that are not prunable: {sorted(unknown)}")
-            for name, sl in zip(stack.names, stack.slices):
-                if name in m.mask:
-                    stack.mask[i, sl] = m.mask[name].reshape(-1).to(device=device, dtype=torch.bool)
+            for name, mask in m.mask.items():
+                mask_views[name][i] = mask.to(device=device, dtype=torch.bool)
     if stack.mask is not None:
         stack.flat.mul_(stack.mask)
-    opt = StackedOptimizer(spec.train, k, stack.size, device, dtype)
+    opt = StackedOptimizer(spec.train, stack)
 
     positions = [m.start for m in members]
     rows: list[list[dict]] = [[] for _ in members]
@@ -218,16 +256,15 @@ def _train_locked(members: list[Member], runs: list[RunDir], opts: TrainOptions)
         if resumed is not None:
             positions[i], tensors, rows[i] = resumed
             stack.set_member(i, {key[6:]: v for key, v in tensors.items() if key.startswith("model/")})
-            opt.load_member(stack, i, tensors)
+            opt.load_member(i, tensors)
     points = [schedule_points(m.spec, ipe, m.start, total) for m in members]
-    seeds = [m.spec.seeds.data_order for m in members]
+    orders = Orders([m.spec.seeds.data_order for m in members], n, bs, device)
 
     def state_tensors(i: int) -> dict[str, torch.Tensor]:
         out = {f"model/{key}": v for key, v in stack.member_state(i).items()}
         if members[i].mask is not None:
-            out.update({f"mask/{name}": stack.mask[i, sl].view(shape).clone()
-                        for name, sl, shape in zip(stack.names, stack.slices, stack.shapes) if name in members[i].mask})
-        out.update(opt.member_tensors(stack, i))
+            out.update({f"mask/{name}": mask_views[name][i].clone() for name in members[i].mask})
+        out.update(opt.member_tensors(i))
         return out
 
     started = time.time()
@@ -252,7 +289,7 @@ def _train_locked(members: list[Member], runs: list[RunDir], opts: TrainOptions)
         if t >= total:
             break
         if here:
-            _step(stack, opt, here, t, lr_at(spec.train, t, ipe), seeds, x_train, y_train, n, bs, device)
+            _step(stack, opt, here, t, lr_at(spec.train, t, ipe), orders, x_train, y_train, device)
             for i in here:
                 positions[i] = t + 1
                 if opts.on_iteration is not None:
@@ -271,24 +308,27 @@ def _train_locked(members: list[Member], runs: list[RunDir], opts: TrainOptions)
         _finish(runs[i], rows[i], total, m.start, seconds, device, engine=f"vectorised(K={k})")
 
 
-def _step(stack: Stack, opt: StackedOptimizer, here: list[int], t: int, lr: float, seeds: list[int],
-          x_train, y_train, n: int, bs: int, device) -> None:
+def _step(stack: Stack, opt: StackedOptimizer, here: list[int], t: int, lr: float, orders: Orders,
+          x_train, y_train, device) -> None:
     everyone = len(here) == stack.k
     idx = None if everyone else torch.tensor(here, device=device)
-    flat = stack.flat if everyone else stack.flat[idx]
-    flat = flat.detach().requires_grad_(True) if not everyone else flat.requires_grad_(True)
-    buffers = stack.buffers if everyone else {n_: b[idx] for n_, b in stack.buffers.items()}
-    batches = torch.stack([batch_indices(t, n, bs, seeds[i]) for i in here]).to(device)
-    out = _forward(stack, flat, buffers, x_train[batches])
-    kk, b, c = out.shape
+    kk = len(here)
+    flat = stack.flat if everyone else stack.gather(stack.flat, idx)
+    leaves = [v.requires_grad_(True) for v in stack.views(flat, kk).values()]
+    params = dict(zip(stack.names, leaves))
+    buffers = stack.buffers if everyone else {n: b.index_select(0, idx) for n, b in stack.buffers.items()}
+    batches = orders.batch(t, here, idx)
+    out = _forward(stack, params, buffers, x_train[batches])
+    b, c = out.shape[1:]
     loss = F.cross_entropy(out.reshape(kk * b, c), y_train[batches].reshape(-1), reduction="none").view(kk, b).mean(1).sum()
-    grad = torch.autograd.grad(loss, flat)[0]
-    flat.requires_grad_(False)
+    grad = torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, leaves)])
+    for v in leaves:
+        v.requires_grad_(False)
     with torch.no_grad():
-        mask = None if stack.mask is None else (stack.mask if everyone else stack.mask[idx])
+        mask = None if stack.mask is None else (stack.mask if everyone else stack.gather(stack.mask, idx))
         if mask is not None:
             grad.mul_(mask)
-        state = opt.state if everyone else {k_: v[idx] for k_, v in opt.state.items()}
+        state = opt.state if everyone else {key: stack.gather(v, idx) for key, v in opt.state.items()}
         if everyone:
             opt.steps += 1
             steps = opt.steps
@@ -299,8 +339,8 @@ def _step(stack: Stack, opt: StackedOptimizer, here: list[int], t: int, lr: floa
         if mask is not None:
             flat.mul_(mask)
         if not everyone:
-            stack.flat[idx] = flat
-            for k_, v in state.items():
-                opt.state[k_][idx] = v
-            for n_, bt in buffers.items():
-                stack.buffers[n_][idx] = bt
+            stack.scatter(stack.flat, idx, flat)
+            for key, part in state.items():
+                stack.scatter(opt.state[key], idx, part)
+            for n, bt in buffers.items():
+                stack.buffers[n].index_copy_(0, idx, bt)

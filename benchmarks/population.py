@@ -1,0 +1,82 @@
+"""Model-steps per second: plain PyTorch loop vs rewind's sequential and vectorised engines.
+
+    .venv/bin/python benchmarks/population.py [--steps 300] [--ks 1,4,16,64] [--models mnist1d_mlp,mnist1d_conv]
+
+All numbers come from one process on the same machine. "plain" is the way the
+reference code trains: one model at a time, a torch DataLoader over a
+TensorDataset with shuffling, torch.optim.SGD. rewind's runs include their
+start and end evaluations and checkpoint writes.
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+
+import torch
+from torch.nn import functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+import rewind
+from rewind.data import load_data
+from rewind.models import create_model
+from rewind.store import Store
+from rewind.train import Member, TrainOptions, train_population
+
+
+def plain_loop(spec, k: int, steps: int) -> float:
+    data = load_data(spec.data)
+    loader = DataLoader(TensorDataset(data.x_train, data.y_train), batch_size=spec.data.batch_size, shuffle=True,
+                        drop_last=True)
+    start = time.perf_counter()
+    for member in range(k):
+        torch.manual_seed(member)
+        model = create_model(spec.model, data.input_shape, data.num_classes, seed=member)
+        opt = torch.optim.SGD(model.parameters(), lr=spec.train.lr, momentum=spec.train.momentum,
+                              weight_decay=spec.train.weight_decay)
+        done = 0
+        while done < steps:
+            for x, y in loader:
+                loss = F.cross_entropy(model(x), y)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                done += 1
+                if done == steps:
+                    break
+    return k * steps / (time.perf_counter() - start)
+
+
+def rewind_engine(spec, k: int, steps: int, engine: str) -> float:
+    spec = spec.replace(**{"train.steps": f"{steps}it", "train.eval_every": "0it", "train.milestones": ""})
+    members = [Member(spec.replace(**{"seeds.init": i, "seeds.data_order": i})) for i in range(k)]
+    with tempfile.TemporaryDirectory() as root:
+        start = time.perf_counter()
+        train_population(members, Store(root), TrainOptions(quiet=True, engine=engine))
+        return k * steps / (time.perf_counter() - start)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--ks", default="1,4,16,64")
+    ap.add_argument("--models", default="mnist1d_mlp,mnist1d_conv")
+    ap.add_argument("--repeat", type=int, default=3, help="best of this many timings (the machine is shared)")
+    args = ap.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.steps} steps per member")
+    print(f"{'preset':<14} {'K':>3} {'plain':>8} {'sequential':>11} {'vectorised':>11} {'vec/seq':>8} {'vec/plain':>10}")
+    for name in args.models.split(","):
+        spec = rewind.get_preset(name).spec
+        load_data(spec.data)
+        rewind_engine(spec, 2, 20, "vectorised")  # warm-up
+        for k in map(int, args.ks.split(",")):
+            best = lambda fn, *a: max(fn(*a) for _ in range(args.repeat))  # noqa: E731
+            plain = best(plain_loop, spec, k, args.steps)
+            seq = best(rewind_engine, spec, k, args.steps, "sequential")
+            vec = best(rewind_engine, spec, k, args.steps, "vectorised")
+            print(f"{name:<14} {k:>3} {plain:>8.0f} {seq:>11.0f} {vec:>11.0f} {vec / seq:>7.2f}x {vec / plain:>9.2f}x",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
