@@ -21,6 +21,8 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/rewind train --preset mnist1d_mlp --root $(ROOT)
 	$(VENV)/bin/rewind train --preset mnist1d_conv --root $(ROOT)
+	$(VENV)/bin/rewind lottery --preset mnist1d_mlp --levels 8 --rewind 0it,50it,200it --prune-fraction 0.3 \
+		--baselines reinit,random-prune --root $(ROOT) --plot $(ROOT)/figures/lottery
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

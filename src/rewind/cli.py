@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data-root", default=None, help="dataset directory (default: $REWIND_DATA or ~/.cache/rewind/data)")
     t.add_argument("--resume-every", type=int, default=500, metavar="N", help="iterations between resume points")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    _engine_arg(t)
     _common(t)
 
     ls = sub.add_parser("ls", help="list the runs in the store")
@@ -76,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     br.add_argument("--set", dest="sets", action="append", default=[], metavar="FIELD=VALUE",
                     help="fields to change (the retrain branch)")
     br.add_argument("--quiet", action="store_true")
+    _engine_arg(br)
     _common(br)
 
     pl = sub.add_parser("plot", help="draw a figure from the results")
@@ -93,7 +95,13 @@ def _branches():
     return BRANCHES
 
 
+def _engine_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--engine", default="auto", choices=("auto", "sequential", "vectorised"),
+                   help="how a population is trained: auto (vectorised for 2+ small members), sequential, vectorised")
+
+
 def _train_args(p: argparse.ArgumentParser) -> None:
+    _engine_arg(p)
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="FIELD=VALUE",
                    help="change a spec field, e.g. --set train.lr=0.05 (repeatable)")
     p.add_argument("--config", default=None, metavar="FILE.toml", help="TOML file of spec fields, as [section] tables")
@@ -158,7 +166,7 @@ def _cmd_lottery(args) -> int:
 
         get_branch(b)
     study = Study(spec, rewinds, name, Store(args.root))
-    opts = TrainOptions(quiet=args.quiet, data_root=args.data_root)
+    opts = TrainOptions(quiet=args.quiet, data_root=args.data_root, engine=args.engine)
     study.run(args.levels, replicates=args.replicates, options=opts)
     for b in baselines:
         if args.levels >= 1:
@@ -210,7 +218,7 @@ def _cmd_branch(args, extra: list[str]) -> int:
             raise SpecError(f"--rewind: {', '.join(unknown)} not in the study's rewind steps "
                             f"({', '.join(map(str, study.rewind_steps))})")
     study.branch(args.kind, parse_levels(args.levels), params, replicates=args.replicates, rewinds=rewinds,
-                 options=TrainOptions(quiet=args.quiet))
+                 options=TrainOptions(quiet=args.quiet, engine=args.engine))
     print(f"study {study.key}")
     _print_summary(study.table())
     return 0
@@ -238,7 +246,8 @@ def _cmd_train(args) -> int:
         raise SpecError(f"--replicates must be at least 1, got {args.replicates}")
     spec, name = make_spec(args.preset, parse_assignments(args.sets), args.config)
     members = [Member(replicate_spec(spec, r), kind="train", preset=name, index=r) for r in range(args.replicates)]
-    opts = TrainOptions(quiet=args.quiet, data_root=args.data_root, resume_every=max(1, args.resume_every))
+    opts = TrainOptions(quiet=args.quiet, data_root=args.data_root, resume_every=max(1, args.resume_every),
+                        engine=args.engine)
     runs = train_population(members, Store(args.root), opts)
     for member, run in zip(members, runs):
         final = run.summary().get("final", {})
