@@ -80,9 +80,27 @@ def build_parser() -> argparse.ArgumentParser:
     _engine_arg(br)
     _common(br)
 
+    ins = sub.add_parser("instability", help="instability analysis: train copies from W_k and interpolate",
+                         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_fields_epilog())
+    src = ins.add_mutually_exclusive_group()
+    src.add_argument("--preset", default=None, help="dense networks of this recipe (default: mnist1d_mlp)")
+    src.add_argument("--study", default=None, help="subnetworks of a lottery study (key or unique prefix)")
+    ins.add_argument("--at", default=None,
+                     help="steps k to spawn copies from, comma-separated (with --study: some of its rewind steps)")
+    ins.add_argument("--levels", default="0", help="levels of the study (1-5, 0,2,4); default 0 (dense)")
+    ins.add_argument("--copies", type=int, default=2, help="copies per point (every pair is interpolated)")
+    ins.add_argument("--points", type=int, default=30, help="points on each path, ends included")
+    ins.add_argument("--bn-reset", action="store_true", help="re-estimate BatchNorm statistics at each point")
+    ins.add_argument("--bn-batches", type=int, default=20, help="training batches for --bn-reset")
+    ins.add_argument("--replicates", type=int, default=None, help="replicates (default: 1, or the study's)")
+    ins.add_argument("--baselines", default="", help="branches to analyse too, e.g. reinit,random-prune")
+    ins.add_argument("--plot", default=None, metavar="PATH", help="also write the figure to PATH.png and PATH.svg")
+    _train_args(ins)
+
     pl = sub.add_parser("plot", help="draw a figure from the results")
-    pl.add_argument("figure", choices=("lottery",))
+    pl.add_argument("figure", choices=("lottery", "instability"))
     pl.add_argument("--study", required=True, help="study key or unique prefix")
+    pl.add_argument("--level", type=int, default=None, help="instability: the level whose paths are drawn")
     pl.add_argument("--split", default="test", choices=("train", "test"))
     pl.add_argument("--out", default=None, help="output path without suffix (default: <root>/figures/lottery-<study>)")
     _common(pl)
@@ -226,14 +244,78 @@ def _cmd_branch(args, extra: list[str]) -> int:
 
 def _cmd_plot(args) -> int:
     from .lottery import Study
-    from .report import plot_lottery
+    from .report import plot_instability, plot_lottery
     from .store import Store
 
     store = Store(args.root)
     study = Study.load(args.study, store)
-    out = args.out or str(store.root / "figures" / f"lottery-{study.key}")
-    for p in plot_lottery(study.table(), out, split=args.split):
+    out = args.out or str(store.root / "figures" / f"{args.figure}-{study.key}")
+    if args.figure == "lottery":
+        paths = plot_lottery(study.table(), out, split=args.split)
+    else:
+        paths = plot_instability(study.instability_table(), out, level=args.level)
+    for p in paths:
         print(f"wrote {p}")
+    return 0
+
+
+def _print_instability(table) -> None:
+    from .report import instability_summary
+    from .report.lottery import format_params
+
+    s = instability_summary(table)
+    acc = table[(table["metric"] == "error") & (table["alpha"].isin([0.0, 1.0])) & (table["split"] == "test")]
+    ends = acc.groupby(["branch", "level", "rewind_iteration"])["value"].mean()
+    print(f"{'branch':<24} {'level':>5} {'density%':>9} {'k':>8} {'train instab. %':>17} {'test instab. %':>17} "
+          f"{'end test acc %':>15}")
+    for (branch, params, level, k_it, k), grp in s.groupby(["branch", "branch_params", "level", "rewind_iteration",
+                                                            "rewind_step"], sort=True):
+        tr = grp[grp["split"] == "train"].iloc[0]
+        te = grp[grp["split"] == "test"].iloc[0]
+        name = (branch + " " + format_params(params)).strip()
+        end_acc = 100 * (1 - ends.get((branch, level, k_it), float("nan")))
+        print(f"{name:<24} {int(level):>5} {100 * tr.density:>9.2f} {k:>8} {100 * tr['mean']:>9.2f} ± {100 * tr['std']:<5.2f}"
+              f" {100 * te['mean']:>9.2f} ± {100 * te['std']:<5.2f} {end_acc:>15.2f}")
+
+
+def _cmd_instability(args) -> int:
+    from .analysis import instability
+    from .api import make_spec
+    from .lottery import Study
+    from .step import parse_steps
+    from .store import Store
+    from .train import TrainOptions
+
+    store = Store(args.root)
+    opts = TrainOptions(quiet=args.quiet, data_root=args.data_root, engine=args.engine)
+    try:
+        at = parse_steps(args.at) if args.at else None
+    except ValueError as e:
+        raise SpecError(f"--at: {e}") from None
+    if args.study:
+        if args.sets or args.config:
+            raise SpecError("--set and --config change the recipe: use them with --preset, not --study")
+        study = Study.load(args.study, store)
+    else:
+        if not at:
+            raise SpecError("--at: give the steps to spawn copies from, e.g. --at 0it,50it,200it")
+        spec, name = make_spec(args.preset or "mnist1d_mlp", parse_assignments(args.sets), args.config)
+        study = Study(spec, at, name, store)
+    baselines = tuple(b for b in args.baselines.split(",") if b.strip())
+    for b in baselines:
+        from .lottery import get_branch
+
+        get_branch(b)
+    table = instability(study, parse_levels(args.levels), at, copies=args.copies, points=args.points,
+                        replicates=args.replicates, bn_reset=args.bn_reset, bn_batches=args.bn_batches,
+                        baselines=baselines, options=opts)
+    print(f"study {study.key}  ({study.preset or '-'}; instability: max error on the path minus mean endpoint error)")
+    _print_instability(table)
+    if args.plot:
+        from .report import plot_instability
+
+        for p in plot_instability(table, args.plot):
+            print(f"wrote {p}")
     return 0
 
 
@@ -302,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     if extra and args.command != "branch":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     handlers = {"train": _cmd_train, "ls": _cmd_ls, "results": _cmd_results, "presets": _cmd_presets,
-                "lottery": _cmd_lottery, "plot": _cmd_plot}
+                "lottery": _cmd_lottery, "plot": _cmd_plot, "instability": _cmd_instability}
     try:
         if args.command == "branch":
             return _cmd_branch(args, extra)

@@ -34,6 +34,16 @@ from .branches import BranchInput, coerce_params, get_branch
 
 
 @dataclass
+class StartPoint:
+    key: tuple                      # (replicate, rewind step, level)
+    spec: Spec
+    weights: dict[str, torch.Tensor]
+    mask: Mask | None
+    start: int                      # iteration
+    labels: dict
+
+
+@dataclass
 class Study:
     """A lottery study: a base spec and the rewind steps; levels and replicates can grow."""
 
@@ -73,7 +83,7 @@ class Study:
         except FileNotFoundError:
             return {"key": self.key, "spec": self.spec.to_dict(), "preset": self.preset,
                     "rewind_steps": [str(k) for k in self.rewind_steps], "levels": 0, "replicates": 0,
-                    "branches": [], "runs": {}}
+                    "branches": [], "runs": {}, "instability": {}}
 
     @contextlib.contextmanager
     def _record_lock(self):
@@ -94,8 +104,8 @@ class Study:
                 if k == "branch":
                     if v not in rec["branches"]:
                         rec["branches"].append(v)
-                elif k == "runs":
-                    rec.setdefault("runs", {}).update(v)
+                elif k in ("runs", "instability"):
+                    rec.setdefault(k, {}).update(v)
                 else:
                     rec[k] = max(rec.get(k, 0), v)
             atomic_write_text(self.record_path, json.dumps(rec, indent=1, sort_keys=True) + "\n")
@@ -204,38 +214,58 @@ class Study:
         return magnitude_prune(prev.weights(self.total), self._mask_of(prev), self.spec.prune, level, self.kind_of)
 
     # ---- branches ------------------------------------------------------
-    def branch(self, kind: str, levels: list[int], params: dict | None = None, replicates: int | None = None,
-               rewinds: tuple[Step, ...] | None = None, options: TrainOptions | None = None) -> dict:
-        """Train branch ``kind`` at each level for every replicate and rewind step of the study."""
-        bk = get_branch(kind)
-        full = coerce_params(bk, params or {})
+    def start_points(self, levels: list[int], replicates: int | None = None, rewinds: tuple[Step, ...] | None = None,
+                     branch: str | None = None, params: dict | None = None,
+                     options: TrainOptions | None = None) -> list["StartPoint"]:
+        """Where training starts for (replicate, rewind step, level), optionally through a branch.
+
+        Level 0 is the dense network at step k (no mask); level L >= 1 is W_k under the
+        level's IMP mask. Trains whatever IMP levels these need.
+        """
+        bk = get_branch(branch) if branch else None
+        full = coerce_params(bk, params or {}) if bk else {}
         rec = self.record()
         reps = range(replicates if replicates is not None else max(1, rec["replicates"]))
         rewinds = tuple(rewinds) if rewinds else self.rewind_steps
-        bad = [lv for lv in levels if lv < 1]
-        if bad:
-            raise SpecError(f"--levels: branches start at level 1 (level 0 is the dense network), got {bad}")
-        top = max(levels)
-        chains = self.run(max(top - 1, 0), replicates=len(reps), options=options)
-        groups: dict[str, list[tuple[tuple, Member]]] = {}
-        for level in levels:
+        unknown = [str(k) for k in rewinds if k not in self.rewind_steps]
+        if unknown:
+            raise SpecError(f"rewind steps {', '.join(unknown)} are not the study's "
+                            f"({', '.join(map(str, self.rewind_steps))})")
+        if bk and min(levels) < 1:
+            raise SpecError(f"--levels: branches start at level 1 (level 0 is the dense network), got {sorted(levels)}")
+        chains = self.run(max(max(levels) - 1, 0), replicates=len(reps), options=options)
+        points = []
+        for level in sorted(levels):
             for r in reps:
                 dense = chains[(r, str(rewinds[0]), 0)]
-                w0 = dense.weights(0)
                 for k in rewinds:
-                    prev = chains[(r, str(k), level - 1)]
-                    mask = magnitude_prune(prev.weights(self.total), self._mask_of(prev), self.spec.prune, level,
-                                           self.kind_of)
-                    spec = self.level_spec(r)
-                    g = rng.generator(rng.PRUNE, spec.seeds.prune, level, k.iterations(self.ipe),
-                                      zlib.crc32(kind.encode()))
-                    inp = BranchInput(weights=dense.weights(k.iterations(self.ipe)), mask=mask, generator=g,
-                                      init_weights=w0, fresh=lambda s: self._model(seed=s).state_dict(), spec=spec)
-                    out = bk.fn(inp, **full)
-                    member = Member(out.spec, kind="branch", preset=self.preset, init=out.weights, mask=out.mask,
-                                    start=k.iterations(self.ipe),
-                                    origin=self._labels(r, level, k, kind, out.mask, full))
-                    groups.setdefault(out.spec.hash, []).append(((r, str(k), level), member))
+                    k_it = k.iterations(self.ipe)
+                    spec, weights = self.level_spec(r), dense.weights(k_it)
+                    mask = None
+                    if level > 0:
+                        prev = chains[(r, str(k), level - 1)]
+                        mask = magnitude_prune(prev.weights(self.total), self._mask_of(prev), self.spec.prune, level,
+                                               self.kind_of)
+                    if bk:
+                        g = rng.generator(rng.PRUNE, spec.seeds.prune, level, k_it, zlib.crc32(branch.encode()))
+                        inp = BranchInput(weights=weights, mask=mask, generator=g, init_weights=dense.weights(0),
+                                          fresh=lambda s: self._model(seed=s).state_dict(), spec=spec)
+                        out = bk.fn(inp, **full)
+                        spec, weights, mask = out.spec, out.weights, out.mask
+                    labels = self._labels(r, level, k, branch or "none", mask, full if bk else None)
+                    points.append(StartPoint((r, str(k), level), spec, weights, mask, k_it, labels))
+        return points
+
+    def branch(self, kind: str, levels: list[int], params: dict | None = None, replicates: int | None = None,
+               rewinds: tuple[Step, ...] | None = None, options: TrainOptions | None = None) -> dict:
+        """Train branch ``kind`` at each level for every replicate and rewind step of the study."""
+        full = coerce_params(get_branch(kind), params or {})
+        points = self.start_points(levels, replicates, rewinds, kind, full, options)
+        groups: dict[str, list[tuple[tuple, Member]]] = {}
+        for pt in points:
+            member = Member(pt.spec, kind="branch", preset=self.preset, init=pt.weights, mask=pt.mask,
+                            start=pt.start, origin=pt.labels)
+            groups.setdefault(pt.spec.hash, []).append((pt.key, member))
         result, index = {}, {}
         opts = self._opts(options)
         for items in groups.values():
@@ -250,9 +280,16 @@ class Study:
 
     # ---- results ---------------------------------------------------------
     def table(self):
-        """Final metrics of every run of the study: one row per run and metric (tidy)."""
+        """Final metrics of every lottery and branch run of the study: one row per run and metric (tidy)."""
         from ..store.results import results_table
 
         df = results_table(self.store)
-        df = df[df["study"] == self.key]
+        df = df[(df["study"] == self.key) & df["kind"].isin(["lottery", "branch"])]
         return df[df["step"] == self.total].reset_index(drop=True)
+
+    def instability_table(self):
+        """Every interpolation of the study: path points (alpha) and summaries (instability)."""
+        from ..store.results import results_table
+
+        df = results_table(self.store)
+        return df[(df["study"] == self.key) & (df["kind"] == "instability")].reset_index(drop=True)

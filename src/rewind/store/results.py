@@ -13,7 +13,8 @@ import pandas as pd
 from .runs import Store
 
 COLUMNS = ["run", "kind", "preset", "member", "seed", "step", "split", "metric", "value"]
-LABELS = ["study", "replicate", "level", "density", "rewind_step", "rewind_iteration", "branch", "branch_params"]
+LABELS = ["study", "replicate", "level", "density", "rewind_step", "rewind_iteration", "branch", "branch_params",
+          "copy", "pair", "alpha", "bn_reset"]
 
 
 def _study_records(store: Store) -> list[dict]:
@@ -27,6 +28,33 @@ def _study_records(store: Store) -> list[dict]:
         except json.JSONDecodeError:
             continue
     return records
+
+
+def _instability_frames(store: Store, runs: dict) -> list[pd.DataFrame]:
+    """Interpolation rows (kind "instability"): step is the copies' final iteration, member
+    and seed those of the first copy, metrics loss/error along the path (alpha) and the
+    summaries instability and loss_barrier (alpha empty)."""
+    frames = []
+    for rec in _study_records(store):
+        for key, labels in rec.get("instability", {}).items():
+            path = store.root / "instability" / key / "rows.csv"
+            if not path.exists():
+                continue
+            df = pd.read_csv(path)
+            settings = json.loads((path.parent / "settings.json").read_text())
+            first = runs.get(settings["a"])
+            spec = first.spec_doc().get("spec", {}) if first else {}
+            df.insert(0, "run", key)
+            df.insert(1, "kind", "instability")
+            df.insert(2, "preset", rec.get("preset"))
+            df.insert(3, "member", 0)
+            df.insert(4, "seed", spec.get("seeds", {}).get("init"))
+            df.insert(5, "step", first.summary().get("iterations") if first else None)
+            for col in LABELS:
+                if col != "alpha":
+                    df[col] = labels.get(col) if col != "study" else rec["key"]
+            frames.append(df)
+    return frames
 
 
 def results_table(store: Store) -> pd.DataFrame:
@@ -55,6 +83,7 @@ def results_table(store: Store) -> pd.DataFrame:
             for col in LABELS:
                 m[col] = labels.get(col)
             frames.append(m)
+    frames.extend(_instability_frames(store, runs))
     if not frames:
         return pd.DataFrame(columns=COLUMNS + LABELS)
     df = pd.concat(frames, ignore_index=True)

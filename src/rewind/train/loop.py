@@ -83,17 +83,27 @@ def _progress_enabled(opts: TrainOptions) -> bool:
 
 
 @torch.no_grad()
-def evaluate(model, x: torch.Tensor, y: torch.Tensor, batch: int = 4096) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy on (x, y)."""
+def evaluate_examples(model, x: torch.Tensor, y: torch.Tensor, batch: int = 4096) -> tuple[float, float, torch.Tensor]:
+    """Mean cross-entropy, accuracy and the per-example losses (float64) on (x, y), in eval mode.
+
+    Training's evaluations and instability's interpolation points both use this function, so a
+    path's endpoints reproduce the copies' final metrics exactly."""
     was_training = model.training
     model.eval()
-    loss_sum, correct = 0.0, 0
+    losses, correct = [], 0
     for i in range(0, len(y), batch):
         out = model(x[i:i + batch])
-        loss_sum += F.cross_entropy(out, y[i:i + batch], reduction="sum").item()
+        losses.append(F.cross_entropy(out, y[i:i + batch], reduction="none").double())
         correct += (out.argmax(1) == y[i:i + batch]).sum().item()
     model.train(was_training)
-    return loss_sum / len(y), correct / len(y)
+    per_example = torch.cat(losses)
+    return per_example.mean().item(), correct / len(y), per_example
+
+
+def evaluate(model, x: torch.Tensor, y: torch.Tensor, batch: int = 4096) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy on (x, y)."""
+    loss, acc, _ = evaluate_examples(model, x, y, batch)
+    return loss, acc
 
 
 def schedule_points(spec: Spec, ipe: int, start: int, total: int) -> tuple[set[int], set[int]]:
