@@ -97,6 +97,17 @@ def build_parser() -> argparse.ArgumentParser:
     ins.add_argument("--plot", default=None, metavar="PATH", help="also write the figure to PATH.png and PATH.svg")
     _train_args(ins)
 
+    ea = sub.add_parser("early", help="early-phase measurements (probes) on a step schedule, and the timeline figure",
+                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_fields_epilog())
+    ea.add_argument("--preset", default="mnist1d_mlp", help="named recipe (default: mnist1d_mlp)")
+    ea.add_argument("--until", default="4000it", help="last step probed (training runs to train.steps)")
+    ea.add_argument("--schedule", default="1it:100it,10it:1000it,100it",
+                    help="probe steps: EVERY:UNTIL segments and a last EVERY (default: 1it:100it,10it:1000it,100it)")
+    ea.add_argument("--rewind-point", default="0it", help="W_k that distances are also measured to")
+    ea.add_argument("--replicates", type=int, default=1)
+    ea.add_argument("--plot", default=None, metavar="PATH", help="write the timeline to PATH.png and PATH.svg")
+    _train_args(ea)
+
     pl = sub.add_parser("plot", help="draw a figure from the results")
     pl.add_argument("figure", choices=("lottery", "instability"))
     pl.add_argument("--study", required=True, help="study key or unique prefix")
@@ -278,6 +289,52 @@ def _print_instability(table) -> None:
               f" {100 * te['mean']:>9.2f} ± {100 * te['std']:<5.2f} {end_acc:>15.2f}")
 
 
+def _cmd_early(args) -> int:
+    from .api import make_spec, replicate_spec
+    from .store import Store
+    from .train import Member, TrainOptions, train_population
+
+    overrides = parse_assignments(args.sets)
+    overrides.update({"probe.schedule": args.schedule, "probe.until": args.until,
+                      "probe.rewind_point": args.rewind_point})
+    spec, name = make_spec(args.preset, overrides, args.config)
+    if args.replicates < 1:
+        raise SpecError(f"--replicates must be at least 1, got {args.replicates}")
+    members = [Member(replicate_spec(spec, r), kind="early", preset=name, index=r) for r in range(args.replicates)]
+    runs = train_population(members, Store(args.root),
+                            TrainOptions(quiet=args.quiet, data_root=args.data_root, engine=args.engine))
+    table = early_table(runs)
+    _print_early(table)
+    if args.plot:
+        from .report import plot_timeline
+
+        for p in plot_timeline(table, args.plot):
+            print(f"wrote {p}")
+    return 0
+
+
+def early_table(runs):
+    import pandas as pd
+
+    from .analysis.probes import read_probes
+
+    frames = []
+    for run in runs:
+        m = run.metrics()
+        steps = set(read_probes(run)["step"])
+        m = m[m["step"].isin(steps)]
+        frames += [m.assign(run=run.key, layer=None), read_probes(run).assign(run=run.key)]
+    return pd.concat(frames, ignore_index=True)
+
+
+def _print_early(table) -> None:
+    """Landmarks: when the gradient norm peaks and bottoms out, how fast signs settle."""
+    from .analysis.probes import landmarks
+
+    for key, value in landmarks(table).items():
+        print(f"{key:<44} {value}")
+
+
 def _cmd_instability(args) -> int:
     from .analysis import instability
     from .api import make_spec
@@ -384,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
     if extra and args.command != "branch":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     handlers = {"train": _cmd_train, "ls": _cmd_ls, "results": _cmd_results, "presets": _cmd_presets,
-                "lottery": _cmd_lottery, "plot": _cmd_plot, "instability": _cmd_instability}
+                "lottery": _cmd_lottery, "plot": _cmd_plot, "instability": _cmd_instability, "early": _cmd_early}
     try:
         if args.command == "branch":
             return _cmd_branch(args, extra)

@@ -93,12 +93,20 @@ class SeedSpec:
 
 
 @dataclass(frozen=True)
+class ProbeSpec:
+    schedule: str = added("", "probe steps: 'EVERY:UNTIL,...,EVERY', e.g. 1it:100it,10it:1000it,100it ('' = off)")
+    until: Step = added(Step(0, 0), "last step probed (0it: the end of training)")
+    rewind_point: Step = added(Step(0, 0), "W_k that distances and cosines are also measured to")
+
+
+@dataclass(frozen=True)
 class Spec:
     data: DataSpec = field(default_factory=DataSpec)
     model: ModelSpec = field(default_factory=ModelSpec)
     train: TrainSpec = field(default_factory=TrainSpec)
     prune: PruneSpec = field(default_factory=PruneSpec)
     seeds: SeedSpec = field(default_factory=SeedSpec)
+    probe: ProbeSpec = field(default_factory=ProbeSpec)
 
     # ---- canonical form -------------------------------------------------
     def to_dict(self, *, canonical: bool = False) -> dict:
@@ -111,6 +119,8 @@ class Spec:
                 if canonical and fl.metadata.get("omit_if_default") and v == fl.default:
                     continue
                 sec_dict[fl.name] = _to_json(v)
+            if canonical and not sec_dict:
+                continue  # a section added later, all at its defaults, leaves old hashes alone
             out[sec.name] = sec_dict
         return out
 
@@ -148,6 +158,10 @@ class Spec:
                 raise SpecError(f"spec section {sec.name!r} must be a {expected.__name__}")
             for fl in dataclasses.fields(value):
                 _validate(f"{sec.name}.{fl.name}", fl, getattr(value, fl.name))
+        if self.probe.schedule:
+            from .analysis.probes import parse_schedule
+
+            parse_schedule(self.probe.schedule)  # raises SpecError naming probe.schedule
         if len(self.train.betas) != 2:
             raise SpecError(f"train.betas must be two numbers, got {self.train.betas!r}")
         for b in self.train.betas:
@@ -156,7 +170,8 @@ class Spec:
 
 
 def _section_types() -> dict[str, type]:
-    return {"data": DataSpec, "model": ModelSpec, "train": TrainSpec, "prune": PruneSpec, "seeds": SeedSpec}
+    return {"data": DataSpec, "model": ModelSpec, "train": TrainSpec, "prune": PruneSpec, "seeds": SeedSpec,
+            "probe": ProbeSpec}
 
 
 def _to_json(v: Any) -> Any:

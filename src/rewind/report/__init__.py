@@ -1,5 +1,6 @@
 """Figures derived from the results table."""
+from .early import plot_timeline
 from .instability import instability_summary, plot_instability
 from .lottery import lottery_summary, plot_lottery
 
-__all__ = ["instability_summary", "lottery_summary", "plot_instability", "plot_lottery"]
+__all__ = ["plot_timeline", "instability_summary", "lottery_summary", "plot_instability", "plot_lottery"]

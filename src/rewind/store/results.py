@@ -14,7 +14,7 @@ from .runs import Store
 
 COLUMNS = ["run", "kind", "preset", "member", "seed", "step", "split", "metric", "value"]
 LABELS = ["study", "replicate", "level", "density", "rewind_step", "rewind_iteration", "branch", "branch_params",
-          "copy", "pair", "alpha", "bn_reset"]
+          "copy", "pair", "alpha", "bn_reset", "layer"]
 
 
 def _study_records(store: Store) -> list[dict]:
@@ -65,13 +65,21 @@ def results_table(store: Store) -> pd.DataFrame:
         for key, labels in rec.get("runs", {}).items():
             labelled.setdefault(key, []).append({**labels, "preset": rec.get("preset"), "study": rec["key"]})
     metrics_cache = {}
+
+    def run_rows(run):
+        m = run.metrics()
+        probes = run.path / "probes.csv"
+        if probes.exists():
+            m = pd.concat([m, pd.read_csv(probes)], ignore_index=True)
+        return m
+
     for key, run in runs.items():
         meta = run.meta()
         spec = run.spec_doc().get("spec", {})
         for labels in labelled.get(key, [meta]):
             m = metrics_cache.get(key)
             if m is None:
-                m = metrics_cache[key] = run.metrics()
+                m = metrics_cache[key] = run_rows(run)
             if m.empty:
                 continue
             m = m.copy()
@@ -81,7 +89,10 @@ def results_table(store: Store) -> pd.DataFrame:
             m.insert(3, "member", meta.get("member", 0))
             m.insert(4, "seed", spec.get("seeds", {}).get("init"))
             for col in LABELS:
-                m[col] = labels.get(col)
+                if col != "layer":
+                    m[col] = labels.get(col)
+            if "layer" not in m.columns:
+                m["layer"] = None
             frames.append(m)
     frames.extend(_instability_frames(store, runs))
     if not frames:

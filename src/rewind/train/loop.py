@@ -178,6 +178,19 @@ def _train_locked(member: Member, run: RunDir, opts: TrainOptions) -> None:
         load_optimizer_tensors(opt, {k: v.to(device) for k, v in tensors.items()})
 
     evals, ckpts = schedule_points(spec, ipe, member.start, total)
+    recorder, probe_at, snap_at, window_end = None, set(), set(), -1
+    if spec.probe.schedule:
+        from ..analysis.probes import ProbeRecorder, load_probe_state, probe_steps
+
+        window_end = min(total, spec.probe.until.iterations(ipe) or total)
+        probe_at = set(probe_steps(spec.probe.schedule, ipe, member.start, window_end))
+        k_it = spec.probe.rewind_point.iterations(ipe) or None
+        snap_at = probe_at | {total} | ({k_it} if k_it is not None and member.start <= k_it <= total else set())
+        evals |= probe_at
+        recorder = ProbeRecorder(model.prunable(), member.mask, k_it)
+        if resumed is not None:
+            load_probe_state(run, recorder, iteration, tensors)
+    params_by_name = dict(model.named_parameters())
     started = time.time()
     last_resume_time, last_resume_it = time.time(), iteration
     bar = None
@@ -198,6 +211,8 @@ def _train_locked(member: Member, run: RunDir, opts: TrainOptions) -> None:
             record(iteration)
         if iteration in ckpts:
             run.save_checkpoint(iteration, _state_tensors(model, opt, mask))
+        if iteration in snap_at:
+            recorder.weights(iteration, params_by_name)
         if iteration >= total:
             break
         lr = lr_at(spec.train, iteration, ipe)
@@ -211,6 +226,8 @@ def _train_locked(member: Member, run: RunDir, opts: TrainOptions) -> None:
             with torch.no_grad():
                 for p, m in masked:
                     p.grad.mul_(m)
+        if iteration in probe_at:
+            recorder.gradients(iteration, params_by_name)
         opt.step()
         if masked:
             # Weight decay and momentum can move a pruned weight; the mask wins after every step.
@@ -222,13 +239,24 @@ def _train_locked(member: Member, run: RunDir, opts: TrainOptions) -> None:
             bar.update(1)
         if opts.on_iteration is not None:
             opts.on_iteration(run, iteration)
-        if iteration < total and (
+        # Probe snapshots live in memory: no resume point inside the probe window (a run killed
+        # there restarts), after it the snapshots travel with the resume point.
+        if iteration < total and iteration > window_end and (
             iteration - last_resume_it >= opts.resume_every or time.time() - last_resume_time >= opts.resume_seconds
         ):
-            run.save_resume(iteration, _state_tensors(model, opt, mask), rows)
+            state = _state_tensors(model, opt, mask)
+            if recorder is not None:
+                from ..analysis.probes import save_probe_state
+
+                state.update(save_probe_state(run, recorder))
+            run.save_resume(iteration, state, rows)
             last_resume_time, last_resume_it = time.time(), iteration
     if bar is not None:
         bar.close()
+    if recorder is not None:
+        from ..analysis.probes import write_probes
+
+        write_probes(run, recorder.finish())
 
     _finish(run, rows, total, member.start, round(time.time() - started, 3), device, engine="sequential")
 
@@ -270,8 +298,8 @@ def choose_engine(members: list[Member], opts: TrainOptions) -> str:
         raise ValueError(f"engine: {opts.engine!r} is not allowed; choose auto, sequential or vectorised")
     if opts.engine != "auto":
         return opts.engine
-    if len(members) < 2:
-        return "sequential"
+    if len(members) < 2 or any(m.spec.probe.schedule for m in members):
+        return "sequential"  # probes are callbacks of the sequential loop
     spec = members[0].spec
     from ..data import load_data as _load
 
