@@ -108,6 +108,16 @@ def build_parser() -> argparse.ArgumentParser:
     ea.add_argument("--plot", default=None, metavar="PATH", help="write the timeline to PATH.png and PATH.svg")
     _train_args(ea)
 
+    li = sub.add_parser("linear", help="the network against a linear model on standardised inputs, side by side",
+                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_fields_epilog())
+    li.add_argument("--preset", default="mnist1d_mlp", help="named recipe (default: mnist1d_mlp)")
+    li.add_argument("--until", default="1000it", help="train both this long (default 1000it)")
+    li.add_argument("--schedule", default="1it:100it,10it", help="measurement steps (default 1it:100it,10it)")
+    li.add_argument("--replicates", type=int, default=1)
+    li.add_argument("--tolerance", type=float, default=0.02, help="error gap at which the models have parted")
+    li.add_argument("--plot", default=None, metavar="PATH", help="write the figure to PATH.png and PATH.svg")
+    _train_args(li)
+
     pl = sub.add_parser("plot", help="draw a figure from the results")
     pl.add_argument("figure", choices=("lottery", "instability"))
     pl.add_argument("--study", required=True, help="study key or unique prefix")
@@ -335,6 +345,54 @@ def _print_early(table) -> None:
         print(f"{key:<44} {value}")
 
 
+def _cmd_linear(args) -> int:
+    import pandas as pd
+
+    from .analysis.linear import linear_comparison, parting
+    from .api import make_spec, replicate_spec
+    from .data import iterations_per_epoch, load_data
+    from .step import Step
+    from .store import Store
+
+    spec, name = make_spec(args.preset, parse_assignments(args.sets), args.config)
+    data = load_data(spec.data, args.data_root)
+    try:
+        until = Step.parse(args.until).iterations(iterations_per_epoch(len(data.y_train), spec.data.batch_size))
+    except ValueError as e:
+        raise SpecError(f"--until: {e}") from None
+    from .analysis.probes import parse_schedule
+
+    try:
+        parse_schedule(args.schedule)
+    except SpecError as e:
+        raise SpecError(str(e).replace("probe.schedule", "--schedule")) from None
+    if args.replicates < 1:
+        raise SpecError(f"--replicates must be at least 1, got {args.replicates}")
+    frames = [linear_comparison(replicate_spec(spec, r), Store(args.root).root, until, args.schedule, name, r,
+                                args.data_root) for r in range(args.replicates)]
+    rows = pd.concat(frames, ignore_index=True)
+    err = rows[rows.metric == "error"].groupby(["split", "model", "step"])["value"].mean()
+    dist = rows[rows.metric == "output_distance"].groupby(["split", "step"])["value"].mean()
+    steps = sorted(rows.step.unique())
+    show = [s for s in steps if s in (0, 10, 50, 100, 200, 500, 1000, 2000, 4000) or s == steps[-1]]
+    print(f"{'step':>6} {'net train err':>14} {'lin train err':>14} {'net test err':>13} {'lin test err':>13} "
+          f"{'dist train':>11} {'dist test':>10}")
+    for s in show:
+        print(f"{s:>6} {100 * err['train', 'network', s]:>13.1f}% {100 * err['train', 'linear', s]:>13.1f}% "
+              f"{100 * err['test', 'network', s]:>12.1f}% {100 * err['test', 'linear', s]:>12.1f}% "
+              f"{dist['train', s]:>11.3f} {dist['test', s]:>10.3f}")
+    for r, frame in enumerate(frames):
+        p = parting(frame, args.tolerance)
+        print(f"replicate {r}: errors differ by more than {100 * args.tolerance:.0f} points from step "
+              f"{p['train']} (train), {p['test']} (test)")
+    if args.plot:
+        from .report.early import plot_linear
+
+        for p in plot_linear(rows, args.plot):
+            print(f"wrote {p}")
+    return 0
+
+
 def _cmd_instability(args) -> int:
     from .analysis import instability
     from .api import make_spec
@@ -441,7 +499,8 @@ def main(argv: list[str] | None = None) -> int:
     if extra and args.command != "branch":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     handlers = {"train": _cmd_train, "ls": _cmd_ls, "results": _cmd_results, "presets": _cmd_presets,
-                "lottery": _cmd_lottery, "plot": _cmd_plot, "instability": _cmd_instability, "early": _cmd_early}
+                "lottery": _cmd_lottery, "plot": _cmd_plot, "instability": _cmd_instability, "early": _cmd_early,
+                "linear": _cmd_linear}
     try:
         if args.command == "branch":
             return _cmd_branch(args, extra)

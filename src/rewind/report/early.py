@@ -53,3 +53,42 @@ def plot_timeline(table: pd.DataFrame, out: str | Path, layer: str = "all") -> l
         fig.savefig(p, dpi=130)
     plt.close(fig)
     return paths
+
+
+def plot_linear(rows: pd.DataFrame, out: str | Path) -> list[Path]:
+    """Network against the linear model: loss, error (train and test) and output distance."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    df = rows.copy()
+    df["x"] = df["step"].clip(lower=1)
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+    for ax, metric, scale, title in ((axes[0], "loss", 1, "loss"), (axes[1], "error", 100, "error (%)")):
+        for model, ls in (("network", "-"), ("linear", "--")):
+            for split, color in (("train", "C0"), ("test", "C1")):
+                g = df[(df.metric == metric) & (df.model == model) & (df.split == split)].groupby("x")["value"].mean()
+                ax.plot(g.index, scale * g.values, ls=ls, color=color, label=f"{model} ({split})")
+        ax.set_title(title, fontsize=10)
+    ax = axes[2]
+    for split, color in (("train", "C0"), ("test", "C1")):
+        d = df[(df.metric == "output_distance") & (df.split == split)].groupby("x")["value"].mean()
+        norm = df[(df.metric == "output_norm") & (df.split == split)].groupby("x")["value"].mean()
+        ax.plot(d.index, d.values, color=color, label=f"||f - g|| / sqrt(n) ({split})")
+        ax.plot(norm.index, norm.values, color=color, ls=":", label=f"||f|| / sqrt(n) ({split})")
+    ax.set_title("output distance (logits)", fontsize=10)
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xlabel("iteration (0 drawn at 1)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle("Network (solid) against a linear model on standardised inputs (dashed)", fontsize=11)
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    paths = [out.with_suffix(".png"), out.with_suffix(".svg")]
+    for p in paths:
+        fig.savefig(p, dpi=130)
+    plt.close(fig)
+    return paths

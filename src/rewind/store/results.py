@@ -14,7 +14,7 @@ from .runs import Store
 
 COLUMNS = ["run", "kind", "preset", "member", "seed", "step", "split", "metric", "value"]
 LABELS = ["study", "replicate", "level", "density", "rewind_step", "rewind_iteration", "branch", "branch_params",
-          "copy", "pair", "alpha", "bn_reset", "layer"]
+          "copy", "pair", "alpha", "bn_reset", "layer", "model"]
 
 
 def _study_records(store: Store) -> list[dict]:
@@ -57,6 +57,24 @@ def _instability_frames(store: Store, runs: dict) -> list[pd.DataFrame]:
     return frames
 
 
+def _linear_frames(store: Store) -> list[pd.DataFrame]:
+    """Network-against-linear-model rows (kind "linear"): model is network, linear or both
+    (output_distance)."""
+    frames = []
+    folder = store.root / "linear"
+    for rows in sorted(folder.glob("*/rows.csv")) if folder.is_dir() else []:
+        meta = json.loads((rows.parent / "meta.json").read_text())
+        df = pd.read_csv(rows)
+        df.insert(0, "run", rows.parent.name)
+        df.insert(1, "kind", "linear")
+        df.insert(2, "preset", meta.get("preset"))
+        df.insert(3, "member", meta.get("replicate", 0))
+        df.insert(4, "seed", meta["spec"]["seeds"]["init"])
+        df["replicate"] = meta.get("replicate", 0)
+        frames.append(df)
+    return frames
+
+
 def results_table(store: Store) -> pd.DataFrame:
     frames = []
     runs = {run.key: run for run in store.runs() if run.done}
@@ -89,14 +107,16 @@ def results_table(store: Store) -> pd.DataFrame:
             m.insert(3, "member", meta.get("member", 0))
             m.insert(4, "seed", spec.get("seeds", {}).get("init"))
             for col in LABELS:
-                if col != "layer":
+                if col not in ("layer", "model"):
                     m[col] = labels.get(col)
-            if "layer" not in m.columns:
-                m["layer"] = None
+            for col in ("layer", "model"):
+                if col not in m.columns:
+                    m[col] = None
             frames.append(m)
     frames.extend(_instability_frames(store, runs))
+    frames.extend(_linear_frames(store))
     if not frames:
         return pd.DataFrame(columns=COLUMNS + LABELS)
     df = pd.concat(frames, ignore_index=True)
-    return df[COLUMNS + LABELS].sort_values(["study", "run", "step", "split", "metric"], kind="stable",
+    return df.reindex(columns=COLUMNS + LABELS).sort_values(["study", "run", "step", "split", "metric"], kind="stable",
                                             na_position="first").reset_index(drop=True)
