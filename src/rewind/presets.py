@@ -59,3 +59,43 @@ register_preset(
     "(1,438 train / 359 test), SGD 0.05 momentum 0.9, wd 5e-4, batch 64, 30 epochs, x0.1 at 15 and 22. "
     "Reaches about 98-99% test accuracy.",
 )
+
+
+# ---- the papers' recipes (see PAPERS.md); accuracies are the papers' reports ------------------
+_CIFAR_SGD = TrainSpec(optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4, steps=Step.parse("160ep"),
+                       milestones=parse_steps("80ep,120ep"), gamma=0.1, eval_every=Step.parse("4ep"))
+
+register_preset(
+    "mnist_lenet_300_100",
+    Spec(data=DataSpec("mnist", batch_size=60), model=ModelSpec("lenet_300_100"),
+         train=TrainSpec(optimizer="adam", lr=1.2e-3, steps=Step.parse("50000it"), eval_every=Step.parse("1000it")),
+         prune=PruneSpec("layerwise", 0.2, output_fraction=0.1)),
+    "LeNet-300-100 on MNIST (Frankle & Carbin 2019): Adam 1.2e-3, batch 60, 50K iterations; layerwise "
+    "pruning, hidden layers 20% and the output layer 10% per level. Dense test accuracy about 98%; "
+    "winning tickets match down to about 3.5% of the weights (unverified).",
+)
+for _name, _lr, _its, _conv in (("conv2", 2e-4, 20000, 0.1), ("conv4", 3e-4, 25000, 0.1), ("conv6", 3e-4, 30000, 0.15)):
+    register_preset(
+        f"cifar_{_name}",
+        Spec(data=DataSpec("cifar10", batch_size=60), model=ModelSpec(_name),
+             train=TrainSpec(optimizer="adam", lr=_lr, steps=Step(0, _its), eval_every=Step.parse("1000it")),
+             prune=PruneSpec("layerwise", 0.2, conv_fraction=_conv, fc_fraction=0.2, output_fraction=0.1)),
+        f"{_name.capitalize()} on CIFAR-10 (Frankle & Carbin 2019): Adam {_lr:g}, batch 60, {_its // 1000}K "
+        f"iterations; layerwise pruning: conv {int(_conv * 100)}%, fc 20%, output 10% per level "
+        "(accuracies unverified).",
+    )
+register_preset(
+    "cifar_resnet_20",
+    Spec(data=DataSpec("cifar10", batch_size=128, augment="crop_flip"), model=ModelSpec("cifar_resnet_20"),
+         train=_CIFAR_SGD, prune=PruneSpec("global", 0.2)),
+    "ResNet-20 on CIFAR-10 (Frankle et al. 2020): SGD 0.1, momentum 0.9, wd 1e-4, batch 128, 160 epochs "
+    "(~62.5K it), x0.1 at 80 and 120 epochs, random crop and flip; global pruning 20% per level, nothing "
+    "excluded. Dense test accuracy 91.5-91.7%; rewinding to k >= 500 it matches down to 16.8% weights remaining.",
+)
+register_preset(
+    "cifar_vgg_16",
+    Spec(data=DataSpec("cifar10", batch_size=128, augment="crop_flip"), model=ModelSpec("cifar_vgg_16"),
+         train=_CIFAR_SGD, prune=PruneSpec("global", 0.2, exclude=("out.weight",))),
+    "VGG-16 (BatchNorm) on CIFAR-10 (Frankle et al. 2020): as cifar_resnet_20; global pruning 20% per "
+    "level with the output layer excluded. Dense test accuracy about 93.7%.",
+)

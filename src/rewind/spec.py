@@ -39,19 +39,24 @@ f = _field
 
 @dataclass(frozen=True)
 class DataSpec:
-    name: str = f("mnist1d", "dataset", choices=("mnist1d", "digits"))
+    name: str = f("mnist1d", "dataset (mnist1d and digits are embedded; the others are read from --data-root)",
+                  choices=("mnist1d", "digits", "mnist", "fashion_mnist", "cifar10", "cifar100"))
     batch_size: int = f(100, "examples per iteration", check="positive")
-    augment: str = f("none", "batch augmentation applied to training data", choices=("none",))
+    augment: str = f("none", "batch augmentation of training data (crop_flip: 4-pixel random crop and flip)",
+                     choices=("none", "crop_flip"))
     split_seed: int = f(0, "seed of the train/test split (datasets without an official split)", check="nonneg")
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    name: str = f("mlp", "architecture", choices=("mlp", "conv1d", "digits_cnn"))
+    name: str = f("mlp", "architecture: mlp, conv1d, digits_cnn, lenet_300_100 (any lenet_N_M...), conv2/4/6, "
+                         "cifar_resnet_20/32/56/110, cifar_vgg_11/13/16/19, imagenet_resnet_18/50", check="model")
     widths: tuple[int, ...] = f((100, 100), "hidden widths (MLP) or channels (CNN), one per layer", check="positive")
     init: str = f("kaiming_normal", "initialisation of conv and linear weights",
                   choices=("kaiming_normal", "kaiming_uniform", "xavier_normal"))
     batchnorm: bool = added(False, "BatchNorm after each hidden layer (mlp, conv1d)")
+    width: float = added(1.0, "channel multiplier (conv2/4/6, CIFAR ResNets and VGGs, ImageNet ResNets)",
+                         check="positive")
 
 
 @dataclass(frozen=True)
@@ -243,6 +248,11 @@ def _validate(path: str, fl: dataclasses.Field, v: Any) -> None:
             raise SpecError(f"{path}: must be zero or positive, got {v!r}")
         if check == "fraction" and not 0.0 < x < 1.0:
             raise SpecError(f"{path}: must lie strictly between 0 and 1, got {v!r}")
+        if check == "model":
+            from .models.registry import known_model, model_names
+
+            if not known_model(x):
+                raise SpecError(f"{path}: unknown model {x!r}; known: {', '.join(model_names())}")
         if check == "rate" and not 0.0 <= x < 1.0:
             raise SpecError(f"{path}: must lie in [0, 1) (0 means: use prune.fraction), got {v!r}")
 

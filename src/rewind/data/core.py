@@ -75,10 +75,16 @@ _DATA_CACHE: dict[tuple, InMemoryData] = {}
 
 def load_data(spec: DataSpec, root: str | os.PathLike | None = None) -> InMemoryData:
     """Load (once per process) the dataset a spec names."""
-    from . import embedded
+    from . import embedded, files
 
     key = (spec.name, spec.split_seed, str(data_root(root)))
     if key not in _DATA_CACHE:
-        loaders = {"mnist1d": embedded.mnist1d, "digits": embedded.digits}
+        loaders = {
+            "mnist1d": embedded.mnist1d, "digits": embedded.digits,
+            "mnist": lambda s, r: files.load_idx("mnist", r),
+            "fashion_mnist": lambda s, r: files.load_idx("fashion_mnist", r),
+            "cifar10": lambda s, r: files.load_cifar("cifar10", r),
+            "cifar100": lambda s, r: files.load_cifar("cifar100", r),
+        }
         _DATA_CACHE[key] = loaders[spec.name](spec, data_root(root))
     return _DATA_CACHE[key]

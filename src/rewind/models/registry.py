@@ -44,7 +44,21 @@ def register_model(name: str):
 
 
 def registered_models() -> list[str]:
+    from . import small  # noqa: F401  (registers the models)
+
     return sorted(_REGISTRY)
+
+
+def known_model(name: str) -> bool:
+    from .paper import is_paper_model
+
+    return name in registered_models() or is_paper_model(name)
+
+
+def model_names() -> list[str]:
+    from .paper import PAPER_MODEL_NAMES
+
+    return registered_models() + list(PAPER_MODEL_NAMES)
 
 
 def initialise(model: nn.Module, method: str, seed: int) -> None:
@@ -70,10 +84,13 @@ def initialise(model: nn.Module, method: str, seed: int) -> None:
 
 
 def create_model(spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int, seed: int = 0) -> RewindModel:
-    from . import small  # noqa: F401  (registers the models)
+    from .paper import build_paper_model
 
-    if spec.name not in _REGISTRY:
-        raise ValueError(f"model.name: unknown model {spec.name!r}; known: {', '.join(registered_models())}")
-    model = _REGISTRY[spec.name](spec, tuple(input_shape), num_classes)
+    if spec.name in registered_models():
+        model = _REGISTRY[spec.name](spec, tuple(input_shape), num_classes)
+    else:
+        model = build_paper_model(spec, tuple(input_shape), num_classes)
+        if model is None:
+            raise ValueError(f"model.name: unknown model {spec.name!r}; known: {', '.join(model_names())}")
     initialise(model, spec.init, seed)
     return model

@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 from torch.nn import functional as F
 
-from ..data import batch_indices, iterations_per_epoch, load_data
+from ..data import augment, batch_indices, iterations_per_epoch, load_data
 from ..models import create_model
 from ..spec import Spec
 from ..store import RunDir, Store, tensor_digest
@@ -219,7 +219,8 @@ def _train_locked(member: Member, run: RunDir, opts: TrainOptions) -> None:
         for group in opt.param_groups:
             group["lr"] = lr
         idx = batch_indices(iteration, n, bs, spec.seeds.data_order).to(device)
-        loss = F.cross_entropy(model(x_train[idx]), y_train[idx])
+        xb = augment.apply(spec.data.augment, x_train[idx], spec.seeds.augment, iteration)
+        loss = F.cross_entropy(model(xb), y_train[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if masked:

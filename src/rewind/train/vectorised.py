@@ -22,7 +22,7 @@ import torch
 from torch.nn import functional as F
 
 from .. import rng
-from ..data import iterations_per_epoch, load_data
+from ..data import augment, iterations_per_epoch, load_data
 from ..models import create_model
 from ..store import RunDir, Store
 from .loop import Member, TrainOptions, _finish, _progress_enabled, dtype_of, schedule_points
@@ -147,8 +147,10 @@ class Orders:
     """Every member's example order for the current epoch as one [K, n] tensor, so a tick's
     batches are one slice instead of K Python calls."""
 
-    def __init__(self, seeds: list[int], n: int, batch_size: int, device):
+    def __init__(self, seeds: list[int], n: int, batch_size: int, device, augment: str = "none",
+                 augment_seeds: list[int] | None = None):
         self.seeds, self.n, self.bs, self.device = seeds, n, batch_size, device
+        self.augment, self.augment_seeds = augment, augment_seeds or [0] * len(seeds)
         self.ipe = iterations_per_epoch(n, batch_size)
         self.epoch, self.perms = -1, None
 
@@ -258,7 +260,8 @@ def _train_locked(members: list[Member], runs: list[RunDir], opts: TrainOptions)
             stack.set_member(i, {key[6:]: v for key, v in tensors.items() if key.startswith("model/")})
             opt.load_member(i, tensors)
     points = [schedule_points(m.spec, ipe, m.start, total) for m in members]
-    orders = Orders([m.spec.seeds.data_order for m in members], n, bs, device)
+    orders = Orders([m.spec.seeds.data_order for m in members], n, bs, device, spec.data.augment,
+                    [m.spec.seeds.augment for m in members])
 
     def state_tensors(i: int) -> dict[str, torch.Tensor]:
         out = {f"model/{key}": v for key, v in stack.member_state(i).items()}
@@ -318,7 +321,10 @@ def _step(stack: Stack, opt: StackedOptimizer, here: list[int], t: int, lr: floa
     params = dict(zip(stack.names, leaves))
     buffers = stack.buffers if everyone else {n: b.index_select(0, idx) for n, b in stack.buffers.items()}
     batches = orders.batch(t, here, idx)
-    out = _forward(stack, params, buffers, x_train[batches])
+    xb = x_train[batches]
+    if orders.augment != "none":
+        xb = torch.stack([augment.apply(orders.augment, xb[j], orders.augment_seeds[i], t) for j, i in enumerate(here)])
+    out = _forward(stack, params, buffers, xb)
     b, c = out.shape[1:]
     loss = F.cross_entropy(out.reshape(kk * b, c), y_train[batches].reshape(-1), reduction="none").view(kk, b).mean(1).sum()
     grad = torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, leaves)])

@@ -1,0 +1,227 @@
+"""The papers' models: LeNet, Conv-2/4/6, CIFAR ResNets and VGGs, ImageNet ResNets.
+
+Architectures follow the papers' descriptions (Frankle & Carbin 2019; He et al.
+2016; Simonyan & Zisserman 2015 with BatchNorm, as used by Frankle et al.).
+CIFAR ResNets use a 1x1 convolution with BatchNorm on shortcuts that change
+shape (as open_lth does); parameter counts are pinned in tests.
+"""
+from __future__ import annotations
+
+import math
+import re
+
+from torch import nn
+from torch.nn import functional as F
+
+from ..spec import ModelSpec
+from .registry import RewindModel
+
+
+def _w(channels: int, width: float) -> int:
+    return max(1, int(round(channels * width)))
+
+
+class LeNet(RewindModel):
+    """Fully connected LeNet: inputs flattened, ReLU hidden layers of the given widths."""
+
+    def __init__(self, in_features: int, widths: tuple[int, ...], num_classes: int):
+        super().__init__()
+        dims = (in_features, *widths)
+        self.fc = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.out = nn.Linear(dims[-1], num_classes)
+
+    def forward(self, x):
+        x = x.flatten(1)
+        for layer in self.fc:
+            x = F.relu(layer(x))
+        return self.out(x)
+
+
+class ConvNet(RewindModel):
+    """Conv-2/4/6: pairs of 3x3 convs followed by 2x2 max-pool, then FC 256-256-classes."""
+
+    def __init__(self, in_shape: tuple[int, ...], plan: list, num_classes: int, width: float = 1.0):
+        super().__init__()
+        c, h, w = in_shape
+        convs = []
+        for item in plan:
+            if item == "M":
+                h, w = h // 2, w // 2
+                convs.append(nn.MaxPool2d(2))
+            else:
+                convs.append(nn.Conv2d(c, _w(item, width), 3, padding=1))
+                convs.append(nn.ReLU())
+                c = _w(item, width)
+        self.features = nn.Sequential(*convs)
+        self.fc = nn.ModuleList([nn.Linear(c * h * w, 256), nn.Linear(256, 256)])
+        self.out = nn.Linear(256, num_classes)
+
+    def forward(self, x):
+        x = self.features(x).flatten(1)
+        for layer in self.fc:
+            x = F.relu(layer(x))
+        return self.out(x)
+
+
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, c_in: int, c_out: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x))
+
+
+class Bottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, c_in: int, planes: int, stride: int):
+        super().__init__()
+        c_out = planes * 4
+        self.conv1 = nn.Conv2d(c_in, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, c_out, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(c_out)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = F.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return F.relu(out + self.shortcut(x))
+
+
+class CifarResNet(RewindModel):
+    """ResNet-(6n+2) for 32x32 inputs: 3 stages of n basic blocks, 16/32/64 channels x width."""
+
+    def __init__(self, depth: int, in_channels: int, num_classes: int, width: float = 1.0):
+        super().__init__()
+        if (depth - 2) % 6:
+            raise ValueError(f"model.name: CIFAR ResNet depth must be 6n+2, got {depth}")
+        n = (depth - 2) // 6
+        widths = [_w(16, width), _w(32, width), _w(64, width)]
+        self.conv = nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)
+        self.bn = nn.BatchNorm2d(widths[0])
+        blocks, c = [], widths[0]
+        for stage, w in enumerate(widths):
+            for i in range(n):
+                blocks.append(BasicBlock(c, w, 2 if stage > 0 and i == 0 else 1))
+                c = w
+        self.blocks = nn.Sequential(*blocks)
+        self.out = nn.Linear(c, num_classes)
+
+    def forward(self, x):
+        x = F.relu(self.bn(self.conv(x)))
+        x = self.blocks(x)
+        return self.out(F.adaptive_avg_pool2d(x, 1).flatten(1))
+
+
+VGG_PLANS = {
+    11: [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512],
+    13: [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512],
+    16: [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512],
+    19: [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512],
+}
+
+
+class CifarVGG(RewindModel):
+    """VGG with BatchNorm for 32x32 inputs: the plan's convs, global average pool, one linear layer."""
+
+    def __init__(self, depth: int, in_channels: int, num_classes: int, width: float = 1.0):
+        super().__init__()
+        layers, c = [], in_channels
+        for item in VGG_PLANS[depth]:
+            if item == "M":
+                layers.append(nn.MaxPool2d(2))
+            else:
+                layers += [nn.Conv2d(c, _w(item, width), 3, padding=1), nn.BatchNorm2d(_w(item, width)), nn.ReLU()]
+                c = _w(item, width)
+        self.features = nn.Sequential(*layers)
+        self.out = nn.Linear(c, num_classes)
+
+    def forward(self, x):
+        return self.out(F.adaptive_avg_pool2d(self.features(x), 1).flatten(1))
+
+
+class ImageNetResNet(RewindModel):
+    """ResNet-18/50 for 224x224 inputs (7x7 stem, max-pool, 4 stages)."""
+
+    PLANS = {18: (BasicBlock, [2, 2, 2, 2]), 34: (BasicBlock, [3, 4, 6, 3]), 50: (Bottleneck, [3, 4, 6, 3])}
+
+    def __init__(self, depth: int, in_channels: int, num_classes: int, width: float = 1.0):
+        super().__init__()
+        block, counts = self.PLANS[depth]
+        c = _w(64, width)
+        self.conv = nn.Conv2d(in_channels, c, 7, 2, 3, bias=False)
+        self.bn = nn.BatchNorm2d(c)
+        blocks = []
+        for stage, count in enumerate(counts):
+            planes = _w(64 * 2 ** stage, width)
+            for i in range(count):
+                blocks.append(block(c, planes, 2 if stage > 0 and i == 0 else 1))
+                c = planes * block.expansion
+        self.blocks = nn.Sequential(*blocks)
+        self.out = nn.Linear(c, num_classes)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.bn(self.conv(x))), 3, 2, 1)
+        return self.out(F.adaptive_avg_pool2d(self.blocks(x), 1).flatten(1))
+
+
+_LENET = re.compile(r"^lenet(_\d+)+$")
+_CIFAR_RESNET = re.compile(r"^cifar_resnet_(\d+)$")
+_CIFAR_VGG = re.compile(r"^cifar_vgg_(11|13|16|19)$")
+_IMAGENET_RESNET = re.compile(r"^imagenet_resnet_(18|34|50)$")
+CONV_PLANS = {"conv2": [64, 64, "M"], "conv4": [64, 64, "M", 128, 128, "M"],
+              "conv6": [64, 64, "M", 128, 128, "M", 256, 256, "M"]}
+
+
+def _image(spec, input_shape):
+    if len(input_shape) != 3:
+        raise ValueError(f"model.name: {spec.name} needs image inputs (C, H, W), the data has shape {input_shape}")
+    return input_shape
+
+
+def build_paper_model(spec: ModelSpec, input_shape, num_classes):
+    """None when the name is not one of the papers' models."""
+    name = spec.name
+    if _LENET.match(name):
+        widths = tuple(int(w) for w in name.split("_")[1:])
+        return LeNet(math.prod(input_shape), widths, num_classes)
+    if name in CONV_PLANS:
+        return ConvNet(_image(spec, input_shape), CONV_PLANS[name], num_classes, spec.width)
+    m = _CIFAR_RESNET.match(name)
+    if m:
+        return CifarResNet(int(m.group(1)), _image(spec, input_shape)[0], num_classes, spec.width)
+    m = _CIFAR_VGG.match(name)
+    if m:
+        return CifarVGG(int(m.group(1)), _image(spec, input_shape)[0], num_classes, spec.width)
+    m = _IMAGENET_RESNET.match(name)
+    if m:
+        return ImageNetResNet(int(m.group(1)), _image(spec, input_shape)[0], num_classes, spec.width)
+    return None
+
+
+def is_paper_model(name: str) -> bool:
+    m = _CIFAR_RESNET.match(name)
+    return bool(_LENET.match(name) or name in CONV_PLANS or (m and (int(m.group(1)) - 2) % 6 == 0 and int(m.group(1)) > 2)
+                or _CIFAR_VGG.match(name) or _IMAGENET_RESNET.match(name))
+
+
+PAPER_MODEL_NAMES = ("lenet_300_100", "lenet_N_M...", "conv2", "conv4", "conv6", "cifar_resnet_20", "cifar_resnet_32",
+                     "cifar_resnet_56", "cifar_resnet_110", "cifar_resnet_<6n+2>", "cifar_vgg_11", "cifar_vgg_13",
+                     "cifar_vgg_16", "cifar_vgg_19", "imagenet_resnet_18", "imagenet_resnet_34", "imagenet_resnet_50")

@@ -1,0 +1,214 @@
+"""The papers' models, dataset loaders (on files written in the official formats) and recipes."""
+import gzip
+import io
+import pickle
+import struct
+import tarfile
+
+import numpy as np
+import pytest
+import torch
+
+import rewind
+from rewind.cli import main
+from rewind.data import augment, core, load_data
+from rewind.data.files import DataError
+from rewind.models import create_model
+from rewind.spec import DataSpec
+
+PARAMS = {  # pinned: the literature's counts where they exist (ResNet-20 ~0.27M, VGG-16 ~14.7M)
+    "lenet_300_100": ((1, 28, 28), 10, 266_610),
+    "conv2": ((3, 32, 32), 10, 4_301_642),
+    "conv4": ((3, 32, 32), 10, 2_425_930),
+    "conv6": ((3, 32, 32), 10, 2_262_602),
+    "cifar_resnet_20": ((3, 32, 32), 10, 272_474),
+    "cifar_resnet_32": ((3, 32, 32), 10, 466_906),
+    "cifar_resnet_56": ((3, 32, 32), 10, 855_770),
+    "cifar_resnet_110": ((3, 32, 32), 10, 1_730_714),
+    "cifar_vgg_11": ((3, 32, 32), 10, 9_231_114),
+    "cifar_vgg_13": ((3, 32, 32), 10, 9_416_010),
+    "cifar_vgg_16": ((3, 32, 32), 10, 14_728_266),
+    "cifar_vgg_19": ((3, 32, 32), 10, 20_040_522),
+    "imagenet_resnet_18": ((3, 224, 224), 1000, 11_689_512),
+    "imagenet_resnet_50": ((3, 224, 224), 1000, 25_557_032),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PARAMS))
+def test_models_forward_backward_and_parameter_counts(name):
+    shape, classes, count = PARAMS[name]
+    model = create_model(rewind.ModelSpec(name), shape, classes, seed=0)
+    assert sum(p.numel() for p in model.parameters()) == count
+    if "imagenet" in name:
+        shape = (3, 64, 64)  # the architecture is size-agnostic; keep the test fast
+    out = model(torch.randn(2, *shape))
+    assert out.shape == (2, classes)
+    out.sum().backward()
+    assert "out.weight" in model.prunable() and all(n.endswith("weight") for n in model.prunable())
+
+
+def test_width_multiplier_and_unknown_names():
+    wide = create_model(rewind.ModelSpec("cifar_resnet_20", width=2.0), (3, 32, 32), 10)
+    assert 4 * 272_474 * 0.9 < sum(p.numel() for p in wide.parameters()) < 4 * 272_474 * 1.1
+    assert create_model(rewind.ModelSpec("lenet_50_20_10"), (1, 28, 28), 10).out.in_features == 10
+    for bad in ("cifar_resnet_21", "resnet", "cifar_vgg_12"):
+        with pytest.raises(rewind.SpecError, match="model.name"):
+            rewind.Spec().replace(**{"model.name": bad})
+
+
+# ---- files in the official formats --------------------------------------------------------------
+def write_idx(folder, n_train=12, n_test=6, seed=0):
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        labels = rng.integers(0, 10, n, dtype=np.uint8)
+        with gzip.open(folder / f"{prefix}-images-idx3-ubyte.gz", "wb") as fh:
+            fh.write(struct.pack(">IIII", 2051, n, 28, 28) + images.tobytes())
+        with gzip.open(folder / f"{prefix}-labels-idx1-ubyte.gz", "wb") as fh:
+            fh.write(struct.pack(">II", 2049, n) + labels.tobytes())
+    return images, labels
+
+
+def cifar_batch(n, rng, key=b"labels", classes=10):
+    # what the official python-2 pickles hold: a dict with bytes keys, uint8 rows of 3072 values
+    return {b"batch_label": b"batch", b"labels" if key == b"labels" else key: [int(v) for v in rng.integers(0, classes, n)],
+            b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), b"filenames": [b"x.png"] * n}
+
+
+def write_cifar(root, n=8, name="cifar10"):
+    rng = np.random.default_rng(0)
+    root.mkdir(parents=True, exist_ok=True)
+    if name == "cifar10":
+        folder, files, key, classes = "cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"], b"labels", 10
+        archive = root / "cifar-10-python.tar.gz"
+    else:
+        folder, files, key, classes = "cifar-100-python", ["train", "test"], b"fine_labels", 100
+        archive = root / "cifar-100-python.tar.gz"
+    batches = {}
+    with tarfile.open(archive, "w:gz") as tar:
+        for f in files:
+            batches[f] = cifar_batch(n, rng, key, classes)
+            data = pickle.dumps(batches[f], protocol=2)
+            info = tarfile.TarInfo(f"{folder}/{f}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return archive, batches
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    core._DATA_CACHE.clear()
+    yield
+    core._DATA_CACHE.clear()
+
+
+@pytest.mark.parametrize("name,folder", [("mnist", "mnist"), ("fashion_mnist", "fashion_mnist")])
+def test_idx_loader(tmp_path, name, folder):
+    images, labels = write_idx(tmp_path / folder)
+    data = load_data(DataSpec(name), tmp_path)
+    assert data.x_train.shape == (12, 1, 28, 28) and data.x_test.shape == (6, 1, 28, 28)
+    assert torch.equal(data.y_test, torch.from_numpy(labels.astype(np.int64)))
+    raw = data.x_test[:, 0] * {"mnist": 0.3081, "fashion_mnist": 0.3530}[name] + {"mnist": 0.1307, "fashion_mnist": 0.2860}[name]
+    assert torch.allclose(raw * 255, torch.from_numpy(images).float(), atol=1e-3)
+
+
+def test_idx_errors(tmp_path):
+    with pytest.raises(DataError, match=r"no directory .*mnist.*rewind data download mnist"):
+        load_data(DataSpec("mnist"), tmp_path)
+    write_idx(tmp_path / "mnist")
+    path = tmp_path / "mnist" / "t10k-images-idx3-ubyte.gz"
+    raw = gzip.decompress(path.read_bytes())
+    path.write_bytes(gzip.compress(raw[:-100]))          # truncated body
+    with pytest.raises(DataError, match="truncated"):
+        load_data(DataSpec("mnist"), tmp_path)
+    path.write_bytes(b"not gzip")
+    with pytest.raises(DataError, match="gzip"):
+        load_data(DataSpec("mnist"), tmp_path)
+    path.unlink()
+    with pytest.raises(DataError, match="missing .*t10k-images"):
+        load_data(DataSpec("mnist"), tmp_path)
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100"])
+def test_cifar_loader(tmp_path, name):
+    _, batches = write_cifar(tmp_path, name=name)
+    data = load_data(DataSpec(name), tmp_path)
+    n_train = 40 if name == "cifar10" else 8
+    assert data.x_train.shape == (n_train, 3, 32, 32) and data.x_test.shape == (8, 3, 32, 32)
+    key = b"labels" if name == "cifar10" else b"fine_labels"
+    test = batches["test_batch" if name == "cifar10" else "test"]
+    assert data.y_test.tolist() == test[key]
+    assert data.num_classes == (10 if name == "cifar10" else 100)
+    first = torch.from_numpy(test[b"data"][0].reshape(3, 32, 32)).float() / 255
+    from rewind.data.files import STATS
+    mean, std = (torch.tensor(v).view(3, 1, 1) for v in STATS[name])
+    assert torch.allclose(data.x_test[0], (first - mean) / std, atol=1e-6)
+
+
+def test_cifar_errors_and_restricted_unpickling(tmp_path):
+    with pytest.raises(DataError, match=r"cifar-10-python.tar.gz.*rewind data download cifar10"):
+        load_data(DataSpec("cifar10"), tmp_path)
+    archive, _ = write_cifar(tmp_path)
+    archive.write_bytes(archive.read_bytes()[:200])       # truncated archive
+    with pytest.raises(DataError, match="damaged or truncated"):
+        load_data(DataSpec("cifar10"), tmp_path)
+    # a batch that tries to run code is refused, not executed
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    for f in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        (folder / f).write_bytes(pickle.dumps({b"data": Evil()}, protocol=2))
+    with pytest.raises(DataError, match=r"refusing to load (__builtin__|builtins)\.print"):
+        load_data(DataSpec("cifar10"), tmp_path)
+
+
+def test_cli_trains_cifar_resnet_20_on_tiny_files(tmp_path, capsys):
+    write_cifar(tmp_path / "data", n=16)
+    code = main(["train", "--preset", "cifar_resnet_20", "--set", "train.steps=20it", "--set", "data.batch_size=8",
+                 "--data-root", str(tmp_path / "data"), "--root", str(tmp_path / "runs"), "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    assert "cifar_resnet_20" in capsys.readouterr().out
+    assert main(["train", "--preset", "cifar_resnet_20", "--data-root", str(tmp_path / "nothing"),
+                 "--root", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert "cifar-10-python.tar.gz" in err and "Traceback" not in err
+
+
+# ---- augmentation ---------------------------------------------------------------------------------
+def reference_crop_flip(x, seed, iteration):
+    """One example at a time, from the same random draws."""
+    dy, dx, flip = augment.draws(len(x), seed, iteration)
+    out = torch.zeros_like(x)
+    _, _, h, w = x.shape
+    for i in range(len(x)):
+        padded = torch.nn.functional.pad(x[i], (4, 4, 4, 4))
+        img = padded[:, 4 + dy[i]:4 + dy[i] + h, 4 + dx[i]:4 + dx[i] + w]
+        out[i] = img.flip(2) if flip[i] else img
+    return out
+
+
+def test_batched_augmentation_matches_the_per_sample_reference():
+    x = torch.randn(64, 3, 32, 32)
+    for seed, it in ((0, 0), (3, 17), (5, 1000)):
+        assert torch.equal(augment.crop_flip(x, seed, it), reference_crop_flip(x, seed, it))
+    assert not torch.equal(augment.crop_flip(x, 0, 1), augment.crop_flip(x, 0, 2))
+    dy, dx, flip = augment.draws(10_000, 0, 0)
+    assert set(dy.tolist()) == set(range(-4, 5)) and 0.45 < flip.float().mean() < 0.55
+    with pytest.raises(ValueError, match="data.augment"):
+        augment.apply("crop_flip", torch.randn(4, 40), 0, 0)
+
+
+def test_paper_presets_exist_with_their_recipes():
+    r20 = rewind.get_preset("cifar_resnet_20").spec
+    assert (r20.train.lr, r20.train.momentum, r20.train.weight_decay, r20.data.batch_size) == (0.1, 0.9, 1e-4, 128)
+    assert str(r20.train.steps) == "160ep" and [str(m) for m in r20.train.milestones] == ["80ep", "120ep"]
+    assert rewind.get_preset("cifar_vgg_16").spec.prune.exclude == ("out.weight",)
+    lenet = rewind.get_preset("mnist_lenet_300_100").spec
+    assert lenet.train.optimizer == "adam" and lenet.prune.output_fraction == 0.1
+    for name in ("cifar_conv2", "cifar_conv4", "cifar_conv6"):
+        assert rewind.get_preset(name).spec.data.name == "cifar10"
