@@ -212,3 +212,17 @@ def test_paper_presets_exist_with_their_recipes():
     assert lenet.train.optimizer == "adam" and lenet.prune.output_fraction == 0.1
     for name in ("cifar_conv2", "cifar_conv4", "cifar_conv6"):
         assert rewind.get_preset(name).spec.data.name == "cifar10"
+
+
+def test_precision_and_device_are_recorded(tmp_path, capsys):
+    run = rewind.train("mnist1d_mlp", {"train.steps": "60it", "train.precision": "bf16"}, root=tmp_path)
+    m = run.metrics()
+    acc = m[(m.metric == "accuracy") & (m.split == "train")].set_index("step").value
+    assert acc[60] > acc[0] + 0.1
+    assert run.weights(60)["out.weight"].dtype == torch.float32
+    df = rewind.results(tmp_path)
+    assert set(df.precision) == {"bf16"} and set(df.device) == {"cpu"}
+    if not torch.cuda.is_available():
+        assert main(["train", "--device", "cuda", "--root", str(tmp_path)]) == 2
+        assert "CUDA is not available" in capsys.readouterr().err
+    assert main(["train", "--device", "tpu", "--root", str(tmp_path)]) == 2

@@ -54,6 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("presets", help="list the named recipes")
 
+    dl = sub.add_parser("data", help="datasets: download the official files (checksummed)")
+    dl.add_argument("action", choices=("download",))
+    dl.add_argument("name", help="mnist, fashion_mnist, cifar10 or cifar100")
+    dl.add_argument("--data-root", default=None, help="dataset directory (default: $REWIND_DATA or ~/.cache/rewind/data)")
+
     lt = sub.add_parser("lottery", help="iterative magnitude pruning with rewinding (a lottery study)",
                         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_fields_epilog())
     lt.add_argument("--preset", default="mnist1d_mlp", help="named recipe (default: mnist1d_mlp)")
@@ -137,6 +142,7 @@ def _branches():
 def _engine_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engine", default="auto", choices=("auto", "sequential", "vectorised"),
                    help="how a population is trained: auto (vectorised for 2+ small members), sequential, vectorised")
+    p.add_argument("--device", default="cpu", help="cpu, cuda (or cuda:N) or auto (default: cpu)")
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
@@ -205,7 +211,7 @@ def _cmd_lottery(args) -> int:
 
         get_branch(b)
     study = Study(spec, rewinds, name, Store(args.root))
-    opts = TrainOptions(quiet=args.quiet, data_root=args.data_root, engine=args.engine)
+    opts = TrainOptions(quiet=args.quiet, data_root=args.data_root, engine=args.engine, device=args.device)
     study.run(args.levels, replicates=args.replicates, options=opts)
     for b in baselines:
         if args.levels >= 1:
@@ -257,7 +263,7 @@ def _cmd_branch(args, extra: list[str]) -> int:
             raise SpecError(f"--rewind: {', '.join(unknown)} not in the study's rewind steps "
                             f"({', '.join(map(str, study.rewind_steps))})")
     study.branch(args.kind, parse_levels(args.levels), params, replicates=args.replicates, rewinds=rewinds,
-                 options=TrainOptions(quiet=args.quiet, engine=args.engine))
+                 options=TrainOptions(quiet=args.quiet, engine=args.engine, device=args.device))
     print(f"study {study.key}")
     _print_summary(study.table())
     return 0
@@ -312,7 +318,7 @@ def _cmd_early(args) -> int:
         raise SpecError(f"--replicates must be at least 1, got {args.replicates}")
     members = [Member(replicate_spec(spec, r), kind="early", preset=name, index=r) for r in range(args.replicates)]
     runs = train_population(members, Store(args.root),
-                            TrainOptions(quiet=args.quiet, data_root=args.data_root, engine=args.engine))
+                            TrainOptions(quiet=args.quiet, data_root=args.data_root, engine=args.engine, device=args.device))
     table = early_table(runs)
     _print_early(table)
     if args.plot:
@@ -402,7 +408,7 @@ def _cmd_instability(args) -> int:
     from .train import TrainOptions
 
     store = Store(args.root)
-    opts = TrainOptions(quiet=args.quiet, data_root=args.data_root, engine=args.engine)
+    opts = TrainOptions(quiet=args.quiet, data_root=args.data_root, engine=args.engine, device=args.device)
     try:
         at = parse_steps(args.at) if args.at else None
     except ValueError as e:
@@ -444,7 +450,7 @@ def _cmd_train(args) -> int:
     spec, name = make_spec(args.preset, parse_assignments(args.sets), args.config)
     members = [Member(replicate_spec(spec, r), kind="train", preset=name, index=r) for r in range(args.replicates)]
     opts = TrainOptions(quiet=args.quiet, data_root=args.data_root, resume_every=max(1, args.resume_every),
-                        engine=args.engine)
+                        engine=args.engine, device=args.device)
     runs = train_population(members, Store(args.root), opts)
     for member, run in zip(members, runs):
         final = run.summary().get("final", {})
@@ -486,6 +492,15 @@ def _cmd_results(args) -> int:
     return 0
 
 
+def _cmd_data(args) -> int:
+    from .data.core import data_root
+    from .data.files import download
+
+    for path in download(args.name, data_root(args.data_root)):
+        print(f"ok {path}")
+    return 0
+
+
 def _cmd_presets(args) -> int:
     for name in sorted(PRESETS):
         print(name)
@@ -500,7 +515,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     handlers = {"train": _cmd_train, "ls": _cmd_ls, "results": _cmd_results, "presets": _cmd_presets,
                 "lottery": _cmd_lottery, "plot": _cmd_plot, "instability": _cmd_instability, "early": _cmd_early,
-                "linear": _cmd_linear}
+                "linear": _cmd_linear, "data": _cmd_data}
     try:
         if args.command == "branch":
             return _cmd_branch(args, extra)

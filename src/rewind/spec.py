@@ -74,7 +74,8 @@ class TrainSpec:
     eval_every: Step = f(Step(0, 0), "evaluate every this many steps (0it: only at start, end and eval_at)")
     eval_at: tuple[Step, ...] = f((), "further steps at which to evaluate")
     checkpoints: tuple[Step, ...] = f((), "steps at which to save weights (start and end are always saved)")
-    precision: str = added("float32", "floating-point type of weights, data and arithmetic", choices=("float32", "float64"))
+    precision: str = added("float32", "arithmetic: float32, float64, or bf16 (autocast of forward and loss; "
+                           "weights and optimizer state stay float32)", choices=("float32", "float64", "bf16"))
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from .runs import Store
 
 COLUMNS = ["run", "kind", "preset", "member", "seed", "step", "split", "metric", "value"]
 LABELS = ["study", "replicate", "level", "density", "rewind_step", "rewind_iteration", "branch", "branch_params",
-          "copy", "pair", "alpha", "bn_reset", "layer", "model"]
+          "copy", "pair", "alpha", "bn_reset", "layer", "model", "device", "precision"]
 
 
 def _study_records(store: Store) -> list[dict]:
@@ -53,6 +53,8 @@ def _instability_frames(store: Store, runs: dict) -> list[pd.DataFrame]:
             for col in LABELS:
                 if col != "alpha":
                     df[col] = labels.get(col) if col != "study" else rec["key"]
+            df["device"] = first.summary().get("device") if first else None
+            df["precision"] = spec.get("train", {}).get("precision", "float32")
             frames.append(df)
     return frames
 
@@ -71,6 +73,8 @@ def _linear_frames(store: Store) -> list[pd.DataFrame]:
         df.insert(3, "member", meta.get("replicate", 0))
         df.insert(4, "seed", meta["spec"]["seeds"]["init"])
         df["replicate"] = meta.get("replicate", 0)
+        df["device"] = meta.get("device", "cpu")
+        df["precision"] = meta["spec"]["train"].get("precision", "float32")
         frames.append(df)
     return frames
 
@@ -107,8 +111,10 @@ def results_table(store: Store) -> pd.DataFrame:
             m.insert(3, "member", meta.get("member", 0))
             m.insert(4, "seed", spec.get("seeds", {}).get("init"))
             for col in LABELS:
-                if col not in ("layer", "model"):
+                if col not in ("layer", "model", "device", "precision"):
                     m[col] = labels.get(col)
+            m["device"] = run.summary().get("device")
+            m["precision"] = spec.get("train", {}).get("precision", "float32")
             for col in ("layer", "model"):
                 if col not in m.columns:
                     m[col] = None

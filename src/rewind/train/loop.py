@@ -75,7 +75,22 @@ class TrainOptions:
 
 
 def dtype_of(spec: Spec) -> torch.dtype:
-    return {"float32": torch.float32, "float64": torch.float64}[spec.train.precision]
+    """The dtype of weights and data (bf16 runs keep float32 weights and autocast)."""
+    return torch.float64 if spec.train.precision == "float64" else torch.float32
+
+
+def autocast(spec: Spec, device: torch.device):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=spec.train.precision == "bf16")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
+        raise ValueError(f"--device: {name!r} is not allowed; choose cpu, cuda or auto")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available on this machine (use cpu or auto)")
+    return torch.device(name)
 
 
 def _progress_enabled(opts: TrainOptions) -> bool:
@@ -144,7 +159,7 @@ def _train_locked(member: Member, run: RunDir, opts: TrainOptions) -> None:
         "kind": member.kind, "preset": member.preset, "member": member.index, **member.origin,
     })
     data = load_data(spec.data, opts.data_root)
-    device, dtype = torch.device(opts.device), dtype_of(spec)
+    device, dtype = resolve_device(opts.device), dtype_of(spec)
     x_train, y_train = data.x_train.to(device, dtype), data.y_train.to(device)
     x_test, y_test = data.x_test.to(device, dtype), data.y_test.to(device)
     n, bs = len(y_train), spec.data.batch_size
@@ -220,7 +235,8 @@ def _train_locked(member: Member, run: RunDir, opts: TrainOptions) -> None:
             group["lr"] = lr
         idx = batch_indices(iteration, n, bs, spec.seeds.data_order).to(device)
         xb = augment.apply(spec.data.augment, x_train[idx], spec.seeds.augment, iteration)
-        loss = F.cross_entropy(model(xb), y_train[idx])
+        with autocast(spec, device):
+            loss = F.cross_entropy(model(xb), y_train[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if masked:
@@ -266,6 +282,7 @@ def _finish(run: RunDir, rows: list[dict], total: int, start: int, seconds: floa
     final = {f"{r['split']}_{r['metric']}": r["value"] for r in rows if r["step"] == total}
     run.finish(rows, {
         "iterations": total, "start": start, "seconds": seconds, "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch": torch.__version__, "engine": engine, "final": final,
     })
 

@@ -25,7 +25,7 @@ from .. import rng
 from ..data import augment, iterations_per_epoch, load_data
 from ..models import create_model
 from ..store import RunDir, Store
-from .loop import Member, TrainOptions, _finish, _progress_enabled, dtype_of, schedule_points
+from .loop import Member, TrainOptions, _finish, _progress_enabled, autocast, dtype_of, resolve_device, schedule_points
 from .optim import lr_at
 
 
@@ -218,7 +218,7 @@ def _train_locked(members: list[Member], runs: list[RunDir], opts: TrainOptions)
     for m, run in zip(members, runs):
         run.write_spec(m.spec_doc(), {"kind": m.kind, "preset": m.preset, "member": m.index, **m.origin})
     data = load_data(spec.data, opts.data_root)
-    device, dtype = torch.device(opts.device), dtype_of(spec)
+    device, dtype = resolve_device(opts.device), dtype_of(spec)
     x_train, y_train = data.x_train.to(device, dtype), data.y_train.to(device)
     x_test, y_test = data.x_test.to(device, dtype), data.y_test.to(device)
     n, bs = len(y_train), spec.data.batch_size
@@ -292,7 +292,8 @@ def _train_locked(members: list[Member], runs: list[RunDir], opts: TrainOptions)
         if t >= total:
             break
         if here:
-            _step(stack, opt, here, t, lr_at(spec.train, t, ipe), orders, x_train, y_train, device)
+            with autocast(spec, device):
+                _step(stack, opt, here, t, lr_at(spec.train, t, ipe), orders, x_train, y_train, device)
             for i in here:
                 positions[i] = t + 1
                 if opts.on_iteration is not None:
