@@ -1,4 +1,5 @@
 """Figures derived from the results table."""
+from .common import save_figure  # noqa: F401  (first: the figure modules use it)
 from .early import plot_timeline
 from .instability import instability_summary, plot_instability
 from .lottery import lottery_summary, plot_lottery

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .common import save_figure
+
 
 def plot_timeline(table: pd.DataFrame, out: str | Path, layer: str = "all") -> list[Path]:
     import matplotlib
@@ -45,14 +47,7 @@ def plot_timeline(table: pd.DataFrame, out: str | Path, layer: str = "all") -> l
         ax.legend(fontsize=7)
     n = df["run"].nunique() if "run" in df else 1
     fig.suptitle(f"Early phase ({layer} prunable weights; mean and range over {n} run{'s' if n > 1 else ''})", fontsize=11)
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    paths = [out.with_suffix(".png"), out.with_suffix(".svg")]
-    for p in paths:
-        fig.savefig(p, dpi=130)
-    plt.close(fig)
-    return paths
+    return save_figure(fig, out, dpi=130)
 
 
 def plot_linear(rows: pd.DataFrame, out: str | Path) -> list[Path]:
@@ -84,11 +79,4 @@ def plot_linear(rows: pd.DataFrame, out: str | Path) -> list[Path]:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle("Network (solid) against a linear model on standardised inputs (dashed)", fontsize=11)
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    paths = [out.with_suffix(".png"), out.with_suffix(".svg")]
-    for p in paths:
-        fig.savefig(p, dpi=130)
-    plt.close(fig)
-    return paths
+    return save_figure(fig, out, dpi=130)

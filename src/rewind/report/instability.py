@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .common import save_figure
+
 
 def instability_summary(table: pd.DataFrame) -> pd.DataFrame:
     """Mean and std over replicates and pairs of the instability, per (branch, level, k, split)."""
@@ -63,11 +65,4 @@ def plot_instability(table: pd.DataFrame, out: str | Path, level: int | None = N
         ax.set_title(f"{split}: instability against k (dotted: 2% = stable)", fontsize=10)
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    paths = [out.with_suffix(".png"), out.with_suffix(".svg")]
-    for p in paths:
-        fig.savefig(p, dpi=130)
-    plt.close(fig)
-    return paths
+    return save_figure(fig, out, dpi=130)

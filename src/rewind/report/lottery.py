@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .common import save_figure
+
 
 def lottery_summary(table: pd.DataFrame, split: str = "test", metric: str = "accuracy") -> pd.DataFrame:
     """Mean and std over replicates of the final metric, per (branch, rewind step, level)."""
@@ -74,11 +76,4 @@ def plot_lottery(table: pd.DataFrame, out: str | Path, split: str = "test", titl
     ax.legend(fontsize=7, loc="lower left")
     n = int(s["n"].max())
     ax.set_title(title or f"IMP with rewinding (mean ± std over {n} replicate{'s' if n > 1 else ''})", fontsize=10)
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    paths = [out.with_suffix(".png"), out.with_suffix(".svg")]
-    for p in paths:
-        fig.savefig(p, dpi=150)
-    plt.close(fig)
-    return paths
+    return save_figure(fig, out, dpi=150)

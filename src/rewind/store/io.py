@@ -31,15 +31,15 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write to a temporary file beside ``path``, fsync, then rename over it."""
+def _atomic(path: str | os.PathLike, write) -> None:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, fsync it, then rename it over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
+        write(tmp)
+        with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -47,6 +47,10 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             os.unlink(tmp)
         raise
     _fsync_dir(path.parent)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    _atomic(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -68,20 +72,7 @@ def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
 def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], **meta: str) -> None:
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     metadata = {"format": FORMAT, "sha256": tensor_digest(tensors), **{k: str(v) for k, v in meta.items()}}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
+    _atomic(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
 def load_checkpoint(path: str | os.PathLike, *, run: str | None = None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

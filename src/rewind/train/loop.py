@@ -153,20 +153,45 @@ def train_member(member: Member, store: Store, opts: TrainOptions) -> RunDir:
     return run
 
 
-def _train_locked(member: Member, run: RunDir, opts: TrainOptions) -> None:
-    spec = member.spec
-    run.write_spec(member.spec_doc(), {
-        "kind": member.kind, "preset": member.preset, "member": member.index, **member.origin,
-    })
+@dataclass
+class Prepared:
+    """What both engines set up before training: data on the device and the step arithmetic."""
+
+    data: object
+    device: torch.device
+    dtype: torch.dtype
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    n: int
+    batch_size: int
+    ipe: int
+    total: int
+
+
+def prepare(members: list[Member], runs: list[RunDir], opts: TrainOptions) -> Prepared:
+    spec = members[0].spec
+    for m, run in zip(members, runs):
+        run.write_spec(m.spec_doc(), {"kind": m.kind, "preset": m.preset, "member": m.index, **m.origin})
     data = load_data(spec.data, opts.data_root)
     device, dtype = resolve_device(opts.device), dtype_of(spec)
-    x_train, y_train = data.x_train.to(device, dtype), data.y_train.to(device)
-    x_test, y_test = data.x_test.to(device, dtype), data.y_test.to(device)
-    n, bs = len(y_train), spec.data.batch_size
+    n, bs = len(data.y_train), spec.data.batch_size
     ipe = iterations_per_epoch(n, bs)
     total = spec.train.steps.iterations(ipe)
-    if member.start > total:
-        raise ValueError(f"member starts at {member.start}it, after the end of training ({total}it)")
+    for m in members:
+        if m.start > total:
+            raise ValueError(f"member starts at {m.start}it, after the end of training ({total}it)")
+    return Prepared(data, device, dtype, data.x_train.to(device, dtype), data.y_train.to(device),
+                    data.x_test.to(device, dtype), data.y_test.to(device), n, bs, ipe, total)
+
+
+def _train_locked(member: Member, run: RunDir, opts: TrainOptions) -> None:
+    spec = member.spec
+    pr = prepare([member], [run], opts)
+    data, device, dtype = pr.data, pr.device, pr.dtype
+    x_train, y_train, x_test, y_test = pr.x_train, pr.y_train, pr.x_test, pr.y_test
+    n, bs, ipe, total = pr.n, pr.batch_size, pr.ipe, pr.total
 
     model = create_model(spec.model, data.input_shape, data.num_classes, seed=spec.seeds.init).to(device, dtype)
     mask = None

@@ -22,10 +22,10 @@ import torch
 from torch.nn import functional as F
 
 from .. import rng
-from ..data import augment, iterations_per_epoch, load_data
+from ..data import augment, iterations_per_epoch
 from ..models import create_model
 from ..store import RunDir, Store
-from .loop import Member, TrainOptions, _finish, _progress_enabled, autocast, dtype_of, resolve_device, schedule_points
+from .loop import Member, TrainOptions, _finish, _progress_enabled, autocast, prepare, schedule_points
 from .optim import lr_at
 
 
@@ -215,15 +215,10 @@ def train_vectorised(members: list[Member], store: Store, opts: TrainOptions) ->
 
 def _train_locked(members: list[Member], runs: list[RunDir], opts: TrainOptions) -> None:
     spec = members[0].spec
-    for m, run in zip(members, runs):
-        run.write_spec(m.spec_doc(), {"kind": m.kind, "preset": m.preset, "member": m.index, **m.origin})
-    data = load_data(spec.data, opts.data_root)
-    device, dtype = resolve_device(opts.device), dtype_of(spec)
-    x_train, y_train = data.x_train.to(device, dtype), data.y_train.to(device)
-    x_test, y_test = data.x_test.to(device, dtype), data.y_test.to(device)
-    n, bs = len(y_train), spec.data.batch_size
-    ipe = iterations_per_epoch(n, bs)
-    total = spec.train.steps.iterations(ipe)
+    pr = prepare(members, runs, opts)
+    data, device, dtype = pr.data, pr.device, pr.dtype
+    x_train, y_train, x_test, y_test = pr.x_train, pr.y_train, pr.x_test, pr.y_test
+    n, bs, ipe, total = pr.n, pr.batch_size, pr.ipe, pr.total
     k = len(members)
     template = create_model(spec.model, data.input_shape, data.num_classes, seed=0).to(device, dtype)
     template.train()
@@ -233,8 +228,6 @@ def _train_locked(members: list[Member], runs: list[RunDir], opts: TrainOptions)
         stack.mask = torch.ones_like(stack.flat, dtype=torch.bool)
     mask_views = stack.views(stack.mask) if stack.mask is not None else {}
     for i, m in enumerate(members):
-        if m.start > total:
-            raise ValueError(f"member starts at {m.start}it, after the end of training ({total}it)")
         if m.init is not None:
             state = dict(template.state_dict())
             state.update(m.init)
