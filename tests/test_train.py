@@ -201,3 +201,13 @@ def test_masked_weights_stay_exactly_zero(store, optimizer):
 def test_members_of_a_population_must_share_the_schedule(store, quiet):
     with pytest.raises(ValueError, match="share"):
         train_population([Member(small_spec()), Member(small_spec(**{"train.lr": 0.2}))], store, quiet)
+
+
+@pytest.mark.parametrize("engine", ["sequential", "vectorised"])
+def test_skipping_evaluation_changes_nothing_but_the_metrics(tmp_path, engine):
+    members = [Member(small_spec()), Member(small_spec(**{"seeds.init": 1}))]
+    ref = train_population(members, Store(tmp_path / "a"), TrainOptions(quiet=True, engine=engine))
+    bare = train_population(members, Store(tmp_path / "b"), TrainOptions(quiet=True, engine=engine, evaluate=False))
+    for a, b in zip(ref, bare):
+        assert_same(final_weights(a), final_weights(b))
+        assert b.metrics().empty and not a.metrics().empty

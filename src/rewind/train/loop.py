@@ -71,6 +71,8 @@ class TrainOptions:
     resume_seconds: float = 300.0    # ... or seconds, whichever comes first
     data_root: str | None = None
     eval_batch: int = 4096
+    evaluate: bool = True            # False skips every evaluation (benchmarks); the run then has no metrics
+    chunk: int = 16                  # the vectorised engine stacks at most this many members at once
     on_iteration: Callable[[RunDir, int], None] | None = None  # called after each step (tests, probes)
 
 
@@ -218,6 +220,8 @@ def _train_locked(member: Member, run: RunDir, opts: TrainOptions) -> None:
         load_optimizer_tensors(opt, {k: v.to(device) for k, v in tensors.items()})
 
     evals, ckpts = schedule_points(spec, ipe, member.start, total)
+    if not opts.evaluate:
+        evals = set()
     recorder, probe_at, snap_at, window_end = None, set(), set(), -1
     if spec.probe.schedule:
         from ..analysis.probes import ProbeRecorder, load_probe_state, probe_steps
@@ -331,9 +335,10 @@ def train_population(members: list[Member], store: Store | None = None,
     return [train_member(m, store, opts) for m in members]
 
 
-# Above this many parameters (all members together) a population is trained member by member:
-# large models keep the cores busy on their own (LeNet-300-100 gains at best 1.6x from stacking).
-VECTORISE_MAX_PARAMS = 8_000_000
+# Members with more parameters than this are trained one by one: on 2 CPU cores LeNet-300-100
+# (266K) ran at 578 model-steps/s stacked 16 at a time against 627 sequentially, while the
+# MNIST-1D MLP (15K) ran 3.5x faster stacked (benchmarks/population.py).
+VECTORISE_MAX_PARAMS = 100_000
 
 
 def choose_engine(members: list[Member], opts: TrainOptions) -> str:
@@ -349,4 +354,4 @@ def choose_engine(members: list[Member], opts: TrainOptions) -> str:
     data = _load(spec.data, opts.data_root)
     model = create_model(spec.model, data.input_shape, data.num_classes, seed=0)
     n_params = sum(p.numel() for p in model.parameters())
-    return "vectorised" if n_params * len(members) <= VECTORISE_MAX_PARAMS else "sequential"
+    return "vectorised" if n_params <= VECTORISE_MAX_PARAMS else "sequential"

@@ -208,8 +208,12 @@ def train_vectorised(members: list[Member], store: Store, opts: TrainOptions) ->
         for key in sorted(todo):  # one lock order for every process: no deadlock
             locks.enter_context(runs[todo[key]].lock())
         chosen = [i for i in todo.values() if not runs[i].done]
-        if chosen:
-            _train_locked([members[i] for i in chosen], [runs[i] for i in chosen], opts)
+        # Stacks of more than ~16 small members spill out of the caches: beyond that, train
+        # the population in chunks (a member's result does not depend on its companions).
+        size = max(1, opts.chunk)
+        for c in range(0, len(chosen), size):
+            part = chosen[c:c + size]
+            _train_locked([members[i] for i in part], [runs[i] for i in part], opts)
     return runs
 
 
@@ -253,6 +257,8 @@ def _train_locked(members: list[Member], runs: list[RunDir], opts: TrainOptions)
             stack.set_member(i, {key[6:]: v for key, v in tensors.items() if key.startswith("model/")})
             opt.load_member(i, tensors)
     points = [schedule_points(m.spec, ipe, m.start, total) for m in members]
+    if not opts.evaluate:
+        points = [(set(), ckpts) for _, ckpts in points]
     orders = Orders([m.spec.seeds.data_order for m in members], n, bs, device, spec.data.augment,
                     [m.spec.seeds.augment for m in members])
 
