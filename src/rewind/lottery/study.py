@@ -151,8 +151,14 @@ class Study:
                           origin=self._labels(r, 0, None, "none", None)) for r in range(replicates)]
         return train_population(members, self.store, self._opts(options))
 
+    def template(self):
+        """One model of the study's architecture, built once (pruning asks about every tensor)."""
+        if not hasattr(self, "_template"):
+            self._template = self._model()
+        return self._template
+
     def kind_of(self, name: str) -> str:
-        return self._model().layer_kind(name)
+        return self.template().layer_kind(name)
 
     def _model(self, seed: int = 0):
         return create_model(self.spec.model, self._input_shape, self._classes, seed=seed)
@@ -160,7 +166,7 @@ class Study:
     def _mask_of(self, run: RunDir, weights_only: bool = False) -> Mask:
         tensors = run.load(self.total)
         mask = {k[5:]: v for k, v in tensors.items() if k.startswith("mask/")}
-        return mask or full_mask(self._model())
+        return mask or full_mask(self.template())
 
     def chain(self, replicate: int, rewind: Step, levels: int, options: TrainOptions | None = None) -> list[RunDir]:
         """Runs of levels 0..levels of one chain (trains whatever is missing, level by level)."""
@@ -208,7 +214,7 @@ class Study:
     def mask(self, replicate: int, rewind: Step, level: int) -> Mask:
         """The IMP mask of a level (needs levels 0..level-1 finished)."""
         if level == 0:
-            return full_mask(self._model())
+            return full_mask(self.template())
         runs = self.chain(replicate, rewind, level - 1)
         prev = runs[(replicate, str(rewind), level - 1)]
         return magnitude_prune(prev.weights(self.total), self._mask_of(prev), self.spec.prune, level, self.kind_of)
