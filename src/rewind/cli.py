@@ -143,6 +143,8 @@ def _engine_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engine", default="auto", choices=("auto", "sequential", "vectorised"),
                    help="how a population is trained: auto (vectorised for 2+ small members), sequential, vectorised")
     p.add_argument("--device", default="cpu", help="cpu, cuda (or cuda:N) or auto (default: cpu)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="split vectorised populations across this many one-thread processes (default 1)")
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
@@ -211,7 +213,8 @@ def _cmd_lottery(args) -> int:
 
         get_branch(b)
     study = Study(spec, rewinds, name, Store(args.root))
-    opts = TrainOptions(quiet=args.quiet, data_root=args.data_root, engine=args.engine, device=args.device)
+    opts = TrainOptions(quiet=args.quiet, data_root=args.data_root, engine=args.engine, device=args.device,
+                        workers=args.workers)
     study.run(args.levels, replicates=args.replicates, options=opts)
     for b in baselines:
         if args.levels >= 1:
@@ -263,7 +266,8 @@ def _cmd_branch(args, extra: list[str]) -> int:
             raise SpecError(f"--rewind: {', '.join(unknown)} not in the study's rewind steps "
                             f"({', '.join(map(str, study.rewind_steps))})")
     study.branch(args.kind, parse_levels(args.levels), params, replicates=args.replicates, rewinds=rewinds,
-                 options=TrainOptions(quiet=args.quiet, engine=args.engine, device=args.device))
+                 options=TrainOptions(quiet=args.quiet, engine=args.engine, device=args.device,
+                        workers=args.workers))
     print(f"study {study.key}")
     _print_summary(study.table())
     return 0
@@ -318,7 +322,8 @@ def _cmd_early(args) -> int:
         raise SpecError(f"--replicates must be at least 1, got {args.replicates}")
     members = [Member(replicate_spec(spec, r), kind="early", preset=name, index=r) for r in range(args.replicates)]
     runs = train_population(members, Store(args.root),
-                            TrainOptions(quiet=args.quiet, data_root=args.data_root, engine=args.engine, device=args.device))
+                            TrainOptions(quiet=args.quiet, data_root=args.data_root, engine=args.engine, device=args.device,
+                        workers=args.workers))
     table = early_table(runs)
     _print_early(table)
     if args.plot:
@@ -408,7 +413,8 @@ def _cmd_instability(args) -> int:
     from .train import TrainOptions
 
     store = Store(args.root)
-    opts = TrainOptions(quiet=args.quiet, data_root=args.data_root, engine=args.engine, device=args.device)
+    opts = TrainOptions(quiet=args.quiet, data_root=args.data_root, engine=args.engine, device=args.device,
+                        workers=args.workers)
     try:
         at = parse_steps(args.at) if args.at else None
     except ValueError as e:
@@ -450,7 +456,8 @@ def _cmd_train(args) -> int:
     spec, name = make_spec(args.preset, parse_assignments(args.sets), args.config)
     members = [Member(replicate_spec(spec, r), kind="train", preset=name, index=r) for r in range(args.replicates)]
     opts = TrainOptions(quiet=args.quiet, data_root=args.data_root, resume_every=max(1, args.resume_every),
-                        engine=args.engine, device=args.device)
+                        engine=args.engine, device=args.device,
+                        workers=args.workers)
     runs = train_population(members, Store(args.root), opts)
     for member, run in zip(members, runs):
         final = run.summary().get("final", {})

@@ -73,6 +73,7 @@ class TrainOptions:
     eval_batch: int = 4096
     evaluate: bool = True            # False skips every evaluation (benchmarks); the run then has no metrics
     chunk: int = 16                  # the vectorised engine stacks at most this many members at once
+    workers: int = 1                 # split a vectorised population across this many 1-thread processes
     on_iteration: Callable[[RunDir, int], None] | None = None  # called after each step (tests, probes)
 
 
@@ -331,6 +332,11 @@ def train_population(members: list[Member], store: Store | None = None,
     if choose_engine(pending, opts) == "vectorised":
         from .vectorised import train_vectorised
 
+        if opts.workers > 1 and len(pending) > 1:
+            from ..exec import run_parallel
+
+            n = min(opts.workers, len(pending))
+            run_parallel([pending[i::n] for i in range(n)], store, opts)
         return train_vectorised(members, store, opts)
     return [train_member(m, store, opts) for m in members]
 

@@ -1,0 +1,21 @@
+import torch
+
+import rewind
+from rewind.store import Store
+from rewind.train import Member, TrainOptions, train_population
+from rewind.train.vectorised import train_vectorised
+
+
+def test_worker_processes_give_the_bits_of_serial_execution(tmp_path):
+    spec = rewind.get_preset("mnist1d_mlp").spec.replace(**{"train.steps": "80it", "train.eval_every": "40it"})
+    members = [Member(spec.replace(**{"seeds.init": i, "seeds.data_order": i})) for i in range(4)]
+    parallel = train_population(members, Store(tmp_path / "par"), TrainOptions(quiet=True, workers=2))
+    serial_store = Store(tmp_path / "ser")
+    for part in (members[0::2], members[1::2]):   # the same parts, one after another, in this process
+        train_vectorised(part, serial_store, TrainOptions(quiet=True))
+    for p in parallel:
+        s = serial_store.run(p.key)
+        assert p.done and p.summary()["engine"] == "vectorised(K=2)"
+        a, b = p.load(80), s.load(80)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+        assert p.metrics().equals(s.metrics())
