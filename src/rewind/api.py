@@ -34,6 +34,11 @@ def replicate_spec(spec: Spec, replicate: int) -> Spec:
     return dataclasses.replace(spec, seeds=seeds)
 
 
+def replicate_members(spec: Spec, preset: str | None, replicates: int, kind: str = "train") -> list[Member]:
+    """R members of one population: replicate r has every seed shifted by r."""
+    return [Member(replicate_spec(spec, r), kind=kind, preset=preset, index=r) for r in range(replicates)]
+
+
 def train(preset: str | Spec = "mnist1d_mlp", overrides: dict[str, Any] | None = None, *,
           replicates: int | None = None, config: str | None = None, root: str | os.PathLike | None = None,
           quiet: bool = True, options: TrainOptions | None = None) -> RunDir | list[RunDir]:
@@ -45,7 +50,7 @@ def train(preset: str | Spec = "mnist1d_mlp", overrides: dict[str, Any] | None =
     count = 1 if replicates is None else int(replicates)
     if count < 1:
         raise ValueError(f"replicates must be at least 1, got {replicates!r}")
-    members = [Member(replicate_spec(spec, r), kind="train", preset=name, index=r) for r in range(count)]
+    members = replicate_members(spec, name, count)
     opts = options or TrainOptions(quiet=quiet)
     runs = train_population(members, Store(root), opts)
     return runs[0] if replicates is None else runs

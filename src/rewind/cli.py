@@ -157,6 +157,16 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     _common(p)
 
 
+def _baselines(text: str) -> tuple[str, ...]:
+    """--baselines reinit,random-prune -> names, each checked against the branch registry."""
+    from .lottery import get_branch
+
+    names = tuple(b.strip() for b in text.split(",") if b.strip())
+    for b in names:
+        get_branch(b)
+    return names
+
+
 def parse_levels(text: str) -> list[int]:
     levels: set[int] = set()
     try:
@@ -206,12 +216,7 @@ def _cmd_lottery(args) -> int:
         rewinds = parse_steps(args.rewind)
     except ValueError as e:
         raise SpecError(f"--rewind: {e}") from None
-    baselines = [b for b in args.baselines.split(",") if b.strip()]
-    for b in baselines:
-        _branches()  # registers
-        from .lottery import get_branch
-
-        get_branch(b)
+    baselines = _baselines(args.baselines)
     study = Study(spec, rewinds, name, Store(args.root))
     opts = TrainOptions(quiet=args.quiet, data_root=args.data_root, engine=args.engine, device=args.device,
                         workers=args.workers)
@@ -310,9 +315,9 @@ def _print_instability(table) -> None:
 
 
 def _cmd_early(args) -> int:
-    from .api import make_spec, replicate_spec
+    from .api import make_spec, replicate_members
     from .store import Store
-    from .train import Member, TrainOptions, train_population
+    from .train import TrainOptions, train_population
 
     overrides = parse_assignments(args.sets)
     overrides.update({"probe.schedule": args.schedule, "probe.until": args.until,
@@ -320,7 +325,7 @@ def _cmd_early(args) -> int:
     spec, name = make_spec(args.preset, overrides, args.config)
     if args.replicates < 1:
         raise SpecError(f"--replicates must be at least 1, got {args.replicates}")
-    members = [Member(replicate_spec(spec, r), kind="early", preset=name, index=r) for r in range(args.replicates)]
+    members = replicate_members(spec, name, args.replicates, kind="early")
     runs = train_population(members, Store(args.root),
                             TrainOptions(quiet=args.quiet, data_root=args.data_root, engine=args.engine, device=args.device,
                         workers=args.workers))
@@ -428,11 +433,7 @@ def _cmd_instability(args) -> int:
             raise SpecError("--at: give the steps to spawn copies from, e.g. --at 0it,50it,200it")
         spec, name = make_spec(args.preset or "mnist1d_mlp", parse_assignments(args.sets), args.config)
         study = Study(spec, at, name, store)
-    baselines = tuple(b for b in args.baselines.split(",") if b.strip())
-    for b in baselines:
-        from .lottery import get_branch
-
-        get_branch(b)
+    baselines = _baselines(args.baselines)
     table = instability(study, parse_levels(args.levels), at, copies=args.copies, points=args.points,
                         replicates=args.replicates, bn_reset=args.bn_reset, bn_batches=args.bn_batches,
                         baselines=baselines, options=opts)
@@ -447,14 +448,14 @@ def _cmd_instability(args) -> int:
 
 
 def _cmd_train(args) -> int:
-    from .api import make_spec, replicate_spec
+    from .api import make_spec, replicate_members
     from .store import Store
-    from .train import Member, TrainOptions, train_population
+    from .train import TrainOptions, train_population
 
     if args.replicates < 1:
         raise SpecError(f"--replicates must be at least 1, got {args.replicates}")
     spec, name = make_spec(args.preset, parse_assignments(args.sets), args.config)
-    members = [Member(replicate_spec(spec, r), kind="train", preset=name, index=r) for r in range(args.replicates)]
+    members = replicate_members(spec, name, args.replicates)
     opts = TrainOptions(quiet=args.quiet, data_root=args.data_root, resume_every=max(1, args.resume_every),
                         engine=args.engine, device=args.device,
                         workers=args.workers)

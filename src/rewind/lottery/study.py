@@ -163,7 +163,7 @@ class Study:
     def _model(self, seed: int = 0):
         return create_model(self.spec.model, self._input_shape, self._classes, seed=seed)
 
-    def _mask_of(self, run: RunDir, weights_only: bool = False) -> Mask:
+    def _mask_of(self, run: RunDir) -> Mask:
         tensors = run.load(self.total)
         mask = {k[5:]: v for k, v in tensors.items() if k.startswith("mask/")}
         return mask or full_mask(self.template())
