@@ -21,6 +21,7 @@ MODELS = {
     "mlp": {},
     "cnn": {"model.name": "conv1d", "model.widths": "8,8,8"},
     "batchnorm": {"model.widths": "32,32", "model.batchnorm": True},
+    "lenet": {"model.name": "lenet_32_16"},
     "adam": {"train.optimizer": "adam", "train.lr": 0.002, "train.weight_decay": 1e-3},
     "nesterov": {"train.nesterov": True, "train.milestones": "120it", "train.warmup": "20it"},
 }
@@ -71,6 +72,29 @@ def test_vectorised_matches_sequential(tmp_path, name):
         if member.mask is not None:
             w = run.weights(200)
             assert all(torch.count_nonzero(w[n][~m]) == 0 for n, m in member.mask.items())
+
+
+@pytest.mark.parametrize("name", ["mlp", "lenet_24_12"])
+def test_hand_written_gradient_equals_autograd(name):
+    """The vectorised engine's backward pass for ReLU networks (models/stacked.py)."""
+    from rewind.models import stacked
+
+    spec = rewind.get_preset("mnist1d_mlp").spec.replace(**{"model.name": name})
+    model = create_model(spec.model, (40,), 10, seed=0).double()
+    g = torch.Generator().manual_seed(0)
+    k, b = 3, 7
+    params = {n: torch.randn(k, *p.shape, generator=g, dtype=torch.float64) for n, p in model.named_parameters()}
+    x = torch.randn(k, b, 40, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 10, (k, b), generator=g)
+    grads = {n: torch.full_like(p, float("nan")) for n, p in params.items()}
+    assert model.stacked_grad(params, x, y, grads)
+    leaves = {n: p.clone().requires_grad_(True) for n, p in params.items()}
+    loss = sum(torch.nn.functional.cross_entropy(torch.func.functional_call(model, {n: v[j] for n, v in leaves.items()},
+                                                                            (x[j],)), y[j]) for j in range(k))
+    expected = dict(zip(leaves, torch.autograd.grad(loss, list(leaves.values()))))
+    for n in params:
+        torch.testing.assert_close(grads[n], expected[n], rtol=1e-12, atol=1e-14)
+    assert stacked.forward(model._layers(), params, x).shape == (k, b, 10)
 
 
 def test_a_members_result_does_not_depend_on_its_population(tmp_path):

@@ -14,6 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..spec import ModelSpec
+from . import stacked
 from .registry import RewindModel
 
 
@@ -35,6 +36,17 @@ class LeNet(RewindModel):
         for layer in self.fc:
             x = F.relu(layer(x))
         return self.out(x)
+
+    def _layers(self):
+        return [(f"fc.{i}.weight", f"fc.{i}.bias") for i in range(len(self.fc))] + [("out.weight", "out.bias")]
+
+    def stacked_forward(self, params, x, shared: bool = False):
+        """K members at once with batched matmuls (see models/stacked.py)."""
+        return stacked.forward(self._layers(), params, x, shared)
+
+    def stacked_grad(self, params, x, y, grads) -> bool:
+        stacked.grad(self._layers(), params, x, y, grads)
+        return True
 
 
 class ConvNet(RewindModel):

@@ -1,0 +1,59 @@
+"""K fully connected ReLU networks at once: batched matmuls, and a hand-written backward pass.
+
+Used by the vectorised engine for every model that is a stack of Linear layers with
+ReLUs between them (MNIST-1D's MLP, LeNet). ``layers`` names each layer's weight and
+bias; parameters are [K, out, in] and [K, out].
+
+The backward pass computes the gradient of sum over members of each member's mean
+cross-entropy, the quantity autograd differentiates in the engine's general path, with
+the same operations autograd would run (bmm for weight and input gradients, a
+threshold on the ReLU outputs), but without the autograd graph, and with a softmax
+built from elementwise operations: on CPU, torch's softmax and cross-entropy kernels
+over a last dimension of 10 classes took 0.5-1 ms for 64 x 100 rows, 5-10x the
+elementwise version (measured, torch 2.13, 2 cores).
+"""
+from __future__ import annotations
+
+import torch
+
+Layers = list[tuple[str, str]]
+
+
+def forward(layers: Layers, params: dict[str, torch.Tensor], x: torch.Tensor, shared: bool = False,
+            keep: list | None = None) -> torch.Tensor:
+    """Outputs [K, B, classes] for inputs [K, B, ...] (or [B, ...] for every member when
+    ``shared``). ``keep`` collects each layer's input, for :func:`grad`."""
+    k = params[layers[-1][0]].shape[0]
+    h = x.flatten(1).unsqueeze(0).expand(k, -1, -1) if shared else x.flatten(2)
+    last = len(layers) - 1
+    for i, (w, b) in enumerate(layers):
+        if keep is not None:
+            keep.append(h)
+        # bmm then a broadcast add is faster than baddbmm on CPU (measured, torch 2.13)
+        h = torch.bmm(h, params[w].transpose(1, 2)) + params[b].unsqueeze(1)
+        if i < last:
+            h = torch.relu_(h) if keep is None else torch.relu(h)
+    return h
+
+
+@torch.no_grad()
+def grad(layers: Layers, params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor,
+         grads: dict[str, torch.Tensor]) -> None:
+    """Write into ``grads`` (tensors shaped like ``params``) the gradient of
+    sum_k mean_b cross_entropy(f_k(x[k, b]), y[k, b])."""
+    inputs: list[torch.Tensor] = []
+    out = forward(layers, params, x, keep=inputs)
+    k, b, c = out.shape
+    # d loss / d logits = (softmax - onehot) / B, per member
+    p = out.sub_(out.amax(-1, keepdim=True)).exp_()
+    p.div_(p.sum(-1, keepdim=True))
+    flat = p.view(k * b, c)
+    flat.scatter_add_(1, y.reshape(-1, 1), torch.full((k * b, 1), -1.0, dtype=p.dtype, device=p.device))
+    d = p.div_(b)
+    for i in range(len(layers) - 1, -1, -1):
+        w, bias = layers[i]
+        torch.bmm(d.transpose(1, 2), inputs[i], out=grads[w])
+        torch.sum(d, 1, out=grads[bias])
+        if i > 0:
+            # inputs[i] is the ReLU output of layer i - 1: zero exactly where the ReLU was off
+            d = torch.ops.aten.threshold_backward(torch.bmm(d, params[w]), inputs[i], 0)
