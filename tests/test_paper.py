@@ -226,3 +226,18 @@ def test_precision_and_device_are_recorded(tmp_path, capsys):
         assert main(["train", "--device", "cuda", "--root", str(tmp_path)]) == 2
         assert "CUDA is not available" in capsys.readouterr().err
     assert main(["train", "--device", "tpu", "--root", str(tmp_path)]) == 2
+
+
+def test_compiled_training_matches_eager(tmp_path, capsys):
+    """--compile (torch.compile of the training forward) on the CPU: same run, engine recorded."""
+    sets = ["--set", "train.steps=30it", "--set", "train.eval_every=10it"]
+    assert main(["train", "--preset", "mnist1d_mlp", *sets, "--compile", "--root", str(tmp_path / "c"), "--quiet"]) == 0
+    assert main(["train", "--preset", "mnist1d_mlp", *sets, "--root", str(tmp_path / "e"), "--quiet"]) == 0
+    [compiled], [eager] = rewind.Store(tmp_path / "c").runs(), rewind.Store(tmp_path / "e").runs()
+    assert compiled.summary()["engine"] == "sequential+compile" and eager.summary()["engine"] == "sequential"
+    a, b = compiled.weights(30), eager.weights(30)
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-5)
+    assert not torch.equal(a["out.weight"], compiled.weights(0)["out.weight"])
+    df = rewind.results(tmp_path / "c")
+    assert set(df.engine) == {"sequential+compile"}

@@ -155,6 +155,15 @@ def test_engine_choice(tmp_path):
     assert choose_engine(population(spec), TrainOptions(engine="sequential")) == "sequential"
     with pytest.raises(ValueError, match="engine"):
         choose_engine(population(spec), TrainOptions(engine="fast"))
+    # past 100K parameters only models with a hand-written backward pass are stacked
+    big_mlp = spec.replace(**{"model.widths": "400,300"})                       # 139K parameters
+    big_cnn = spec.replace(**{"model.name": "conv1d", "model.widths": "64,128,256"})
+    assert choose_engine(population(big_mlp), opts) == "vectorised"
+    assert choose_engine(population(big_mlp.replace(**{"model.batchnorm": True})), opts) == "sequential"
+    assert choose_engine(population(big_cnn), opts) == "sequential"
+    assert choose_engine(population(spec), TrainOptions(compile=True)) == "sequential"
+    with pytest.raises(ValueError, match="compile"):
+        choose_engine(population(spec), TrainOptions(compile=True, engine="vectorised"))
     # duplicates in a population are trained once
     runs = train_population([Member(spec), Member(spec)], Store(tmp_path), opts)
     assert runs[0].key == runs[1].key and runs[0].done

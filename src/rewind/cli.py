@@ -145,6 +145,23 @@ def _engine_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda (or cuda:N) or auto (default: cpu)")
     p.add_argument("--workers", type=int, default=1,
                    help="split vectorised populations across this many one-thread processes (default 1)")
+    p.add_argument("--data-workers", type=int, default=None,
+                   help="DataLoader worker processes for datasets streamed from files (ImageNet; default min(8, cores))")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the training forward pass (sequential engine; pays off on GPUs and long runs)")
+
+
+def _options(args, **extra):
+    """TrainOptions from the flags every training command shares."""
+    from .train import TrainOptions
+
+    if args.workers < 1:
+        raise SpecError(f"--workers must be at least 1, got {args.workers}")
+    if args.data_workers is not None and args.data_workers < 0:
+        raise SpecError(f"--data-workers must be 0 or more, got {args.data_workers}")
+    return TrainOptions(quiet=args.quiet, data_root=getattr(args, "data_root", None), engine=args.engine,
+                        device=args.device, workers=args.workers, data_workers=args.data_workers,
+                        compile=args.compile, **extra)
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
@@ -202,7 +219,6 @@ def _cmd_lottery(args) -> int:
     from .lottery import Study
     from .step import parse_steps
     from .store import Store
-    from .train import TrainOptions
 
     overrides = parse_assignments(args.sets)
     if args.prune_fraction is not None:
@@ -218,8 +234,7 @@ def _cmd_lottery(args) -> int:
         raise SpecError(f"--rewind: {e}") from None
     baselines = _baselines(args.baselines)
     study = Study(spec, rewinds, name, Store(args.root))
-    opts = TrainOptions(quiet=args.quiet, data_root=args.data_root, engine=args.engine, device=args.device,
-                        workers=args.workers)
+    opts = _options(args)
     study.run(args.levels, replicates=args.replicates, options=opts)
     for b in baselines:
         if args.levels >= 1:
@@ -258,7 +273,6 @@ def _cmd_branch(args, extra: list[str]) -> int:
     from .lottery import Study
     from .step import parse_steps
     from .store import Store
-    from .train import TrainOptions
 
     params = _branch_params(extra)
     if args.sets:
@@ -271,8 +285,7 @@ def _cmd_branch(args, extra: list[str]) -> int:
             raise SpecError(f"--rewind: {', '.join(unknown)} not in the study's rewind steps "
                             f"({', '.join(map(str, study.rewind_steps))})")
     study.branch(args.kind, parse_levels(args.levels), params, replicates=args.replicates, rewinds=rewinds,
-                 options=TrainOptions(quiet=args.quiet, engine=args.engine, device=args.device,
-                        workers=args.workers))
+                 options=_options(args))
     print(f"study {study.key}")
     _print_summary(study.table())
     return 0
@@ -317,7 +330,7 @@ def _print_instability(table) -> None:
 def _cmd_early(args) -> int:
     from .api import make_spec, replicate_members
     from .store import Store
-    from .train import TrainOptions, train_population
+    from .train import train_population
 
     overrides = parse_assignments(args.sets)
     overrides.update({"probe.schedule": args.schedule, "probe.until": args.until,
@@ -327,8 +340,7 @@ def _cmd_early(args) -> int:
         raise SpecError(f"--replicates must be at least 1, got {args.replicates}")
     members = replicate_members(spec, name, args.replicates, kind="early")
     runs = train_population(members, Store(args.root),
-                            TrainOptions(quiet=args.quiet, data_root=args.data_root, engine=args.engine, device=args.device,
-                        workers=args.workers))
+                            _options(args))
     table = early_table(runs)
     _print_early(table)
     if args.plot:
@@ -415,11 +427,9 @@ def _cmd_instability(args) -> int:
     from .lottery import Study
     from .step import parse_steps
     from .store import Store
-    from .train import TrainOptions
 
     store = Store(args.root)
-    opts = TrainOptions(quiet=args.quiet, data_root=args.data_root, engine=args.engine, device=args.device,
-                        workers=args.workers)
+    opts = _options(args)
     try:
         at = parse_steps(args.at) if args.at else None
     except ValueError as e:
@@ -450,15 +460,13 @@ def _cmd_instability(args) -> int:
 def _cmd_train(args) -> int:
     from .api import make_spec, replicate_members
     from .store import Store
-    from .train import TrainOptions, train_population
+    from .train import train_population
 
     if args.replicates < 1:
         raise SpecError(f"--replicates must be at least 1, got {args.replicates}")
     spec, name = make_spec(args.preset, parse_assignments(args.sets), args.config)
     members = replicate_members(spec, name, args.replicates)
-    opts = TrainOptions(quiet=args.quiet, data_root=args.data_root, resume_every=max(1, args.resume_every),
-                        engine=args.engine, device=args.device,
-                        workers=args.workers)
+    opts = _options(args, resume_every=max(1, args.resume_every))
     runs = train_population(members, Store(args.root), opts)
     for member, run in zip(members, runs):
         final = run.summary().get("final", {})

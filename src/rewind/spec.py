@@ -40,11 +40,13 @@ f = _field
 @dataclass(frozen=True)
 class DataSpec:
     name: str = f("mnist1d", "dataset (mnist1d and digits are embedded; the others are read from --data-root)",
-                  choices=("mnist1d", "digits", "mnist", "fashion_mnist", "cifar10", "cifar100"))
+                  choices=("mnist1d", "digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "imagenet"))
     batch_size: int = f(100, "examples per iteration", check="positive")
-    augment: str = f("none", "batch augmentation of training data (crop_flip: 4-pixel random crop and flip)",
-                     choices=("none", "crop_flip"))
+    augment: str = f("none", "batch augmentation of training data (crop_flip: 4-pixel random crop and flip; "
+                             "random_resized_crop: ImageNet's crop of 8-100% of the area, resized, and flip)",
+                     choices=("none", "crop_flip", "random_resized_crop"))
     split_seed: int = f(0, "seed of the train/test split (datasets without an official split)", check="nonneg")
+    image_size: int = added(224, "side of the square images ImageNet is cropped to", check="positive")
 
 
 @dataclass(frozen=True)

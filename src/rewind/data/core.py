@@ -74,10 +74,11 @@ _DATA_CACHE: dict[tuple, InMemoryData] = {}
 
 
 def load_data(spec: DataSpec, root: str | os.PathLike | None = None) -> InMemoryData:
-    """Load (once per process) the dataset a spec names."""
-    from . import embedded, files
+    """Load (once per process) the dataset a spec names: tensors in memory, or for ImageNet
+    (``streaming``) the file lists that batches are read from (data/imagenet.py)."""
+    from . import embedded, files, imagenet
 
-    key = (spec.name, spec.split_seed, str(data_root(root)))
+    key = (spec.name, spec.split_seed, spec.image_size, str(data_root(root)))
     if key not in _DATA_CACHE:
         loaders = {
             "mnist1d": embedded.mnist1d, "digits": embedded.digits,
@@ -85,6 +86,7 @@ def load_data(spec: DataSpec, root: str | os.PathLike | None = None) -> InMemory
             "fashion_mnist": lambda s, r: files.load_idx("fashion_mnist", r),
             "cifar10": lambda s, r: files.load_cifar("cifar10", r),
             "cifar100": lambda s, r: files.load_cifar("cifar100", r),
+            "imagenet": lambda s, r: imagenet.load_imagenet(r, s.image_size, s.split_seed),
         }
         _DATA_CACHE[key] = loaders[spec.name](spec, data_root(root))
     return _DATA_CACHE[key]

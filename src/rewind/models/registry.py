@@ -21,6 +21,16 @@ class RewindModel(nn.Module):
 
     output_layer: str = "out"
 
+    def stacked_grad(self, params, x, y, grads) -> bool:
+        """Gradients for K members at once without autograd, written into ``grads``; models
+        that can (ReLU networks of Linear layers, models/stacked.py) return True."""
+        return False
+
+    @property
+    def hand_differentiated(self) -> bool:
+        """Whether :meth:`stacked_grad` works for this instance."""
+        return type(self).stacked_grad is not RewindModel.stacked_grad and not getattr(self, "batchnorm", False)
+
     def prunable(self) -> list[str]:
         names = []
         for mod_name, mod in self.named_modules():

@@ -14,7 +14,7 @@ from .runs import Store
 
 COLUMNS = ["run", "kind", "preset", "member", "seed", "step", "split", "metric", "value"]
 LABELS = ["study", "replicate", "level", "density", "rewind_step", "rewind_iteration", "branch", "branch_params",
-          "copy", "pair", "alpha", "bn_reset", "layer", "model", "device", "precision"]
+          "copy", "pair", "alpha", "bn_reset", "layer", "model", "device", "precision", "engine"]
 
 
 def _study_records(store: Store) -> list[dict]:
@@ -54,6 +54,7 @@ def _instability_frames(store: Store, runs: dict) -> list[pd.DataFrame]:
                 if col != "alpha":
                     df[col] = labels.get(col) if col != "study" else rec["key"]
             df["device"] = first.summary().get("device") if first else None
+            df["engine"] = first.summary().get("engine") if first else None
             df["precision"] = spec.get("train", {}).get("precision", "float32")
             frames.append(df)
     return frames
@@ -74,6 +75,7 @@ def _linear_frames(store: Store) -> list[pd.DataFrame]:
         df.insert(4, "seed", meta["spec"]["seeds"]["init"])
         df["replicate"] = meta.get("replicate", 0)
         df["device"] = meta.get("device", "cpu")
+        df["engine"] = "linear"
         df["precision"] = meta["spec"]["train"].get("precision", "float32")
         frames.append(df)
     return frames
@@ -111,9 +113,10 @@ def results_table(store: Store) -> pd.DataFrame:
             m.insert(3, "member", meta.get("member", 0))
             m.insert(4, "seed", spec.get("seeds", {}).get("init"))
             for col in LABELS:
-                if col not in ("layer", "model", "device", "precision"):
+                if col not in ("layer", "model", "device", "precision", "engine"):
                     m[col] = labels.get(col)
             m["device"] = run.summary().get("device")
+            m["engine"] = run.summary().get("engine")
             m["precision"] = spec.get("train", {}).get("precision", "float32")
             for col in ("layer", "model"):
                 if col not in m.columns:

@@ -74,6 +74,8 @@ class TrainOptions:
     evaluate: bool = True            # False skips every evaluation (benchmarks); the run then has no metrics
     chunk: int = 16                  # the vectorised engine stacks at most this many members at once
     workers: int = 1                 # split a vectorised population across this many 1-thread processes
+    data_workers: int | None = None  # DataLoader workers for streamed datasets (ImageNet); None: min(8, cores)
+    compile: bool = False            # torch.compile the training forward pass (sequential engine)
     on_iteration: Callable[[RunDir, int], None] | None = None  # called after each step (tests, probes)
 
 
@@ -175,9 +177,14 @@ class Prepared:
 
 def prepare(members: list[Member], runs: list[RunDir], opts: TrainOptions) -> Prepared:
     spec = members[0].spec
+    data = load_data(spec.data, opts.data_root)
+    streaming = getattr(data, "streaming", False)
+    allowed = ("none", "random_resized_crop") if streaming else ("none", "crop_flip")
+    if spec.data.augment not in allowed:
+        raise ValueError(f"data.augment: {spec.data.augment!r} is not available for {spec.data.name}; "
+                         f"choose {' or '.join(allowed)}")
     for m, run in zip(members, runs):
         run.write_spec(m.spec_doc(), {"kind": m.kind, "preset": m.preset, "member": m.index, **m.origin})
-    data = load_data(spec.data, opts.data_root)
     device, dtype = resolve_device(opts.device), dtype_of(spec)
     n, bs = len(data.y_train), spec.data.batch_size
     ipe = iterations_per_epoch(n, bs)
@@ -185,16 +192,61 @@ def prepare(members: list[Member], runs: list[RunDir], opts: TrainOptions) -> Pr
     for m in members:
         if m.start > total:
             raise ValueError(f"member starts at {m.start}it, after the end of training ({total}it)")
+    if streaming:
+        return Prepared(data, device, dtype, None, None, None, None, n, bs, ipe, total)
     return Prepared(data, device, dtype, data.x_train.to(device, dtype), data.y_train.to(device),
                     data.x_test.to(device, dtype), data.y_test.to(device), n, bs, ipe, total)
+
+
+def _data_workers(opts: TrainOptions) -> int:
+    return min(8, os.cpu_count() or 1) if opts.data_workers is None else opts.data_workers
+
+
+def training_batches(pr: Prepared, spec: Spec, start: int, opts: TrainOptions):
+    """(inputs, labels) of iterations start, start + 1, ... on the device: indexed from the
+    tensors in memory, or streamed from files by DataLoader workers (ImageNet)."""
+    if pr.x_train is not None:
+        for t in range(start, pr.total):
+            idx = batch_indices(t, pr.n, pr.batch_size, spec.seeds.data_order).to(pr.device)
+            yield augment.apply(spec.data.augment, pr.x_train[idx], spec.seeds.augment, t), pr.y_train[idx]
+        return
+    from ..data import imagenet
+
+    batches = imagenet.TrainBatches(pr.data, start, pr.total, pr.batch_size, spec.seeds.data_order,
+                                    spec.data.augment, spec.seeds.augment)
+    for t, (it, x, y) in enumerate(imagenet.loader(batches, _data_workers(opts), pr.device.type == "cuda"), start):
+        assert it == t, (it, t)
+        yield imagenet.normalise(x.to(pr.device, non_blocking=True), pr.dtype), y.to(pr.device)
+
+
+def evaluate_split(model, pr: Prepared, split: str, opts: TrainOptions) -> tuple[float, float]:
+    """Mean loss and accuracy of ``model`` on a split (streamed datasets: see data/imagenet.py)."""
+    if pr.x_train is not None:
+        x, y = (pr.x_train, pr.y_train) if split == "train" else (pr.x_test, pr.y_test)
+        return evaluate(model, x, y, opts.eval_batch)
+    from ..data import imagenet
+
+    files, labels = pr.data.eval_files(split)
+    batch = max(1, min(opts.eval_batch, 256))
+    was_training = model.training
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    with torch.no_grad():
+        for x, y in imagenet.loader(imagenet.EvalBatches(pr.data, files, labels, batch), _data_workers(opts),
+                                    pr.device.type == "cuda"):
+            out = model(imagenet.normalise(x.to(pr.device), pr.dtype))
+            y = y.to(pr.device)
+            loss_sum += F.cross_entropy(out, y, reduction="sum").double().item()
+            correct += (out.argmax(1) == y).sum().item()
+    model.train(was_training)
+    return loss_sum / len(files), correct / len(files)
 
 
 def _train_locked(member: Member, run: RunDir, opts: TrainOptions) -> None:
     spec = member.spec
     pr = prepare([member], [run], opts)
     data, device, dtype = pr.data, pr.device, pr.dtype
-    x_train, y_train, x_test, y_test = pr.x_train, pr.y_train, pr.x_test, pr.y_test
-    n, bs, ipe, total = pr.n, pr.batch_size, pr.ipe, pr.total
+    ipe, total = pr.ipe, pr.total
 
     model = create_model(spec.model, data.input_shape, data.num_classes, seed=spec.seeds.init).to(device, dtype)
     mask = None
@@ -245,12 +297,14 @@ def _train_locked(member: Member, run: RunDir, opts: TrainOptions) -> None:
         bar = tqdm(total=total, initial=iteration, desc=f"{member.kind} {run.key[:8]}", leave=False, unit="it")
 
     def record(it: int) -> None:
-        for split, (x, y) in (("train", (x_train, y_train)), ("test", (x_test, y_test))):
-            loss, acc = evaluate(model, x, y, opts.eval_batch)
+        for split in ("train", "test"):
+            loss, acc = evaluate_split(model, pr, split, opts)
             rows.append({"step": it, "split": split, "metric": "loss", "value": loss})
             rows.append({"step": it, "split": split, "metric": "accuracy", "value": acc})
 
     model.train()
+    forward = torch.compile(model) if opts.compile else model
+    batches = training_batches(pr, spec, iteration, opts)
     while True:
         if iteration in evals:
             record(iteration)
@@ -263,10 +317,9 @@ def _train_locked(member: Member, run: RunDir, opts: TrainOptions) -> None:
         lr = lr_at(spec.train, iteration, ipe)
         for group in opt.param_groups:
             group["lr"] = lr
-        idx = batch_indices(iteration, n, bs, spec.seeds.data_order).to(device)
-        xb = augment.apply(spec.data.augment, x_train[idx], spec.seeds.augment, iteration)
+        xb, yb = next(batches)
         with autocast(spec, device):
-            loss = F.cross_entropy(model(xb), y_train[idx])
+            loss = F.cross_entropy(forward(xb), yb)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if masked:
@@ -305,7 +358,8 @@ def _train_locked(member: Member, run: RunDir, opts: TrainOptions) -> None:
 
         write_probes(run, recorder.finish())
 
-    _finish(run, rows, total, member.start, round(time.time() - started, 3), device, engine="sequential")
+    _finish(run, rows, total, member.start, round(time.time() - started, 3), device,
+            engine="sequential+compile" if opts.compile else "sequential")
 
 
 def _finish(run: RunDir, rows: list[dict], total: int, start: int, seconds: float, device, engine: str) -> None:
@@ -341,23 +395,37 @@ def train_population(members: list[Member], store: Store | None = None,
     return [train_member(m, store, opts) for m in members]
 
 
-# Members with more parameters than this are trained one by one: on 2 CPU cores LeNet-300-100
-# (266K) ran at 578 model-steps/s stacked 16 at a time against 627 sequentially, while the
-# MNIST-1D MLP (15K) ran 3.5x faster stacked (benchmarks/population.py).
+# Without a hand-written backward pass, members with more parameters than this are trained one by
+# one: on 2 CPU cores LeNet-300-100 (266K) through autograd ran at 578 model-steps/s stacked 16 at
+# a time against 627 sequentially, while the MNIST-1D MLP (15K) ran 3.5x faster stacked. With one
+# (ReLU MLPs: models/stacked.py) stacking wins at every size measured: LeNet-300-100 1.7x at K = 4
+# and 1.5x at K = 16 (benchmarks/population.py). (Even a lone MLP ran 1.2-1.5x faster as a stack of
+# one, but single runs stay on the sequential engine, whose evaluations other tools reproduce exactly.)
 VECTORISE_MAX_PARAMS = 100_000
 
 
 def choose_engine(members: list[Member], opts: TrainOptions) -> str:
     if opts.engine not in ("auto", "sequential", "vectorised"):
         raise ValueError(f"engine: {opts.engine!r} is not allowed; choose auto, sequential or vectorised")
+    if not members:
+        return "sequential"
+    spec = members[0].spec
+    data = load_data(spec.data, opts.data_root)
+    if getattr(data, "streaming", False):
+        if opts.engine == "vectorised":
+            raise ValueError(f"engine: vectorised needs a dataset held in memory; {spec.data.name} is streamed "
+                             "from files (use sequential or auto)")
+        return "sequential"
+    if opts.compile:
+        if opts.engine == "vectorised":
+            raise ValueError("engine: vectorised does not compile its step; use --compile with sequential or auto")
+        return "sequential"
     if opts.engine != "auto":
         return opts.engine
     if len(members) < 2 or any(m.spec.probe.schedule for m in members):
         return "sequential"  # probes are callbacks of the sequential loop
-    spec = members[0].spec
-    from ..data import load_data as _load
-
-    data = _load(spec.data, opts.data_root)
     model = create_model(spec.model, data.input_shape, data.num_classes, seed=0)
+    if model.hand_differentiated and spec.train.precision != "bf16":  # bf16 autocast goes through autograd
+        return "vectorised"
     n_params = sum(p.numel() for p in model.parameters())
     return "vectorised" if n_params <= VECTORISE_MAX_PARAMS else "sequential"

@@ -324,10 +324,9 @@ def cross_entropy(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 def _gradient(stack: Stack, flat: torch.Tensor, kk: int, buffers: dict, xb: torch.Tensor,
               yb: torch.Tensor) -> torch.Tensor:
     """Flat gradient of sum over members of each member's mean loss on its batch."""
-    fast = getattr(stack.template, "stacked_grad", None)
-    if fast is not None and not torch.is_autocast_enabled(flat.device.type):
+    if stack.template.hand_differentiated and not torch.is_autocast_enabled(flat.device.type):
         grad = torch.empty_like(flat)
-        if fast(stack.views(flat, kk), xb, yb, stack.views(grad, kk)):
+        if stack.template.stacked_grad(stack.views(flat, kk), xb, yb, stack.views(grad, kk)):
             return grad
     leaves = [v.requires_grad_(True) for v in stack.views(flat, kk).values()]
     try:
