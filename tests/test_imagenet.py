@@ -77,6 +77,8 @@ def test_missing_damaged_and_mismatched_trees_give_clear_errors(tmp_path, capsys
     assert victim.name in err and "Traceback" not in err
     assert main(args[:-5] + ["--data-root", str(tmp_path / "nowhere"), "--root", str(tmp_path / "runs")]) == 2
     assert "image-net.org" in capsys.readouterr().err
+    assert main(["data", "download", "imagenet", "--data-root", str(tmp_path / "nowhere")]) == 2
+    assert "cannot be downloaded automatically" in capsys.readouterr().err
 
 
 def reference_box(width, height, draws, j):
@@ -164,3 +166,23 @@ def test_imagenet_training_streams_resumes_to_identical_bits_and_reports(tmp_pat
                          TrainOptions(**opts, engine="vectorised"))
     with pytest.raises(ValueError, match="data.augment: 'crop_flip' is not available for imagenet"):
         train_population([Member(spec.replace(**{"data.augment": "crop_flip"}))], store, TrainOptions(**opts))
+
+
+def test_lottery_study_on_streamed_imagenet_from_the_cli(tmp_path, capsys):
+    """A study finds its data under --data-root (no $REWIND_DATA) and prunes a streamed ResNet;
+    instability refuses a streamed dataset before training any copy."""
+    root = write_imagenet(tmp_path / "data")
+    sets = ["--set", "model.name=imagenet_resnet_18", "--set", "model.width=0.125", "--set", "data.image_size=16",
+            "--set", "data.batch_size=6", "--set", "train.steps=4it", "--set", "train.warmup=0it",
+            "--set", "train.milestones=", "--set", "train.eval_every=0it"]
+    common = ["--preset", "imagenet_resnet_50", *sets, "--data-workers", "0", "--data-root", str(root),
+              "--root", str(tmp_path / "runs"), "--quiet"]
+    assert main(["lottery", *common, "--levels", "1", "--rewind", "0it,2it"]) == 0, capsys.readouterr().err
+    df = rewind.results(tmp_path / "runs")
+    lot = df[(df.kind == "lottery") & (df.metric == "accuracy")]
+    assert sorted(set(lot.level)) == [0, 1] and set(lot.engine) == {"sequential"}
+    assert abs(lot[lot.level == 1].density.iloc[0] - 0.8) < 1e-3
+    before = len(list((tmp_path / "runs").iterdir()))
+    assert main(["instability", *common, "--at", "0it"]) == 2
+    assert "instability analysis needs a dataset held in memory" in capsys.readouterr().err
+    assert len(list((tmp_path / "runs").iterdir())) == before

@@ -233,7 +233,7 @@ def _cmd_lottery(args) -> int:
     except ValueError as e:
         raise SpecError(f"--rewind: {e}") from None
     baselines = _baselines(args.baselines)
-    study = Study(spec, rewinds, name, Store(args.root))
+    study = Study(spec, rewinds, name, Store(args.root), args.data_root)
     opts = _options(args)
     study.run(args.levels, replicates=args.replicates, options=opts)
     for b in baselines:
@@ -277,7 +277,7 @@ def _cmd_branch(args, extra: list[str]) -> int:
     params = _branch_params(extra)
     if args.sets:
         params["settings"] = parse_assignments(args.sets)
-    study = Study.load(args.study, Store(args.root))
+    study = Study.load(args.study, Store(args.root), getattr(args, "data_root", None))
     rewinds = parse_steps(args.rewind) if args.rewind else None
     if rewinds:
         unknown = [str(k) for k in rewinds if k not in study.rewind_steps]
@@ -297,7 +297,7 @@ def _cmd_plot(args) -> int:
     from .store import Store
 
     store = Store(args.root)
-    study = Study.load(args.study, store)
+    study = Study.load(args.study, store, getattr(args, "data_root", None))
     out = args.out or str(store.root / "figures" / f"{args.figure}-{study.key}")
     if args.figure == "lottery":
         paths = plot_lottery(study.table(), out, split=args.split)
@@ -437,12 +437,12 @@ def _cmd_instability(args) -> int:
     if args.study:
         if args.sets or args.config:
             raise SpecError("--set and --config change the recipe: use them with --preset, not --study")
-        study = Study.load(args.study, store)
+        study = Study.load(args.study, store, getattr(args, "data_root", None))
     else:
         if not at:
             raise SpecError("--at: give the steps to spawn copies from, e.g. --at 0it,50it,200it")
         spec, name = make_spec(args.preset or "mnist1d_mlp", parse_assignments(args.sets), args.config)
-        study = Study(spec, at, name, store)
+        study = Study(spec, at, name, store, args.data_root)
     baselines = _baselines(args.baselines)
     table = instability(study, parse_levels(args.levels), at, copies=args.copies, points=args.points,
                         replicates=args.replicates, bn_reset=args.bn_reset, bn_batches=args.bn_batches,

@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..data import batch_indices, load_data
+from ..data import batch_indices, load_data, require_in_memory
 from ..models import create_model
 from ..spec import SpecError
 from ..store import RunDir, atomic_write_text
@@ -98,6 +98,7 @@ def interpolate_pair(run_a: RunDir, run_b: RunDir, *, points: int = 30, bn_reset
     wb = {k[6:]: v for k, v in tb.items() if k.startswith("model/")}
     mask = {k[5:]: v for k, v in ta.items() if k.startswith("mask/")}
     data = load_data(spec.data, data_root)
+    require_in_memory(data, "instability analysis")
     dtype = dtype_of(spec)
     model = create_model(spec.model, data.input_shape, data.num_classes, seed=0).to(dtype)
     splits = {"train": (data.x_train.to(dtype), data.y_train), "test": (data.x_test.to(dtype), data.y_test)}
@@ -155,6 +156,7 @@ def instability(study, levels: list[int], at=None, *, copies: int = 2, points: i
     if copies < 2:
         raise SpecError(f"--copies must be at least 2, got {copies}")
     opts = options or TrainOptions(quiet=True)
+    require_in_memory(load_data(study.spec.data, opts.data_root), "instability analysis")  # before training copies
     points_list = list(study.start_points(levels, replicates, at, options=opts))
     for b in baselines:
         lv = [lv for lv in levels if lv >= 1]

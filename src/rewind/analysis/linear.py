@@ -32,7 +32,7 @@ import pandas as pd
 import torch
 from torch.nn import functional as F
 
-from ..data import batch_indices, iterations_per_epoch, load_data
+from ..data import batch_indices, iterations_per_epoch, load_data, require_in_memory
 from ..models import create_model
 from ..spec import Spec
 from ..store import atomic_write_text
@@ -75,6 +75,7 @@ def compare(spec: Spec, until: int | None = None, schedule: str = "1it:100it,10i
     """Train the network and the linear model side by side; tidy rows
     (step, model, split, metric, value) at the schedule's steps up to ``until``."""
     data = load_data(spec.data, data_root)
+    require_in_memory(data, "the linear-model comparison")
     dtype = dtype_of(spec)
     x_train, y_train = data.x_train.to(dtype), data.y_train
     x_test, y_test = data.x_test.to(dtype), data.y_test

@@ -34,6 +34,13 @@ class InMemoryData:
         raise ValueError(f"split must be 'train' or 'test', got {name!r}")
 
 
+def require_in_memory(data, what: str) -> None:
+    """Refuse a dataset streamed from files (ImageNet) where ``what`` needs tensors in memory."""
+    if getattr(data, "streaming", False):
+        raise ValueError(f"{what} needs a dataset held in memory; {data.name} is streamed from files "
+                         "(supported for training and lottery studies)")
+
+
 def iterations_per_epoch(n_train: int, batch_size: int) -> int:
     # The last, smaller batch of an epoch is kept: every example is seen once per epoch.
     return math.ceil(n_train / batch_size)

@@ -185,6 +185,10 @@ def load_cifar(name: str, root: Path) -> InMemoryData:
 
 def download(name: str, root: str | os.PathLike) -> list[Path]:
     """Fetch a dataset's official files and check their MD5 sums."""
+    if name == "imagenet":
+        from .imagenet import HOW_TO_GET
+
+        raise DataError(HOW_TO_GET.format(root=Path(root) / "imagenet"))
     if name not in SOURCES:
         raise DataError(f"no download for {name!r}; datasets: {', '.join(SOURCES)}")
     sub, url, files = SOURCES[name]

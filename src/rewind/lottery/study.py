@@ -51,12 +51,13 @@ class Study:
     rewind_steps: tuple[Step, ...]
     preset: str | None = None
     store: Store = dataclasses.field(default_factory=Store)
+    data_root: str | None = None    # where its dataset's files are (default: $REWIND_DATA, ~/.cache/rewind/data)
 
     def __post_init__(self) -> None:
         if not self.rewind_steps:
             raise SpecError("--rewind: give at least one rewind step, e.g. 0it,100it,500it")
         self.rewind_steps = tuple(sorted(set(self.rewind_steps), key=lambda s: (s.ep, s.it)))
-        data = load_data(self.spec.data)
+        data = load_data(self.spec.data, self.data_root)
         self.ipe = iterations_per_epoch(len(data.y_train), self.spec.data.batch_size)
         self.total = self.spec.train.steps.iterations(self.ipe)
         self._input_shape, self._classes = data.input_shape, data.num_classes
@@ -111,7 +112,7 @@ class Study:
             atomic_write_text(self.record_path, json.dumps(rec, indent=1, sort_keys=True) + "\n")
 
     @classmethod
-    def load(cls, key_prefix: str, store: Store) -> "Study":
+    def load(cls, key_prefix: str, store: Store, data_root: str | None = None) -> "Study":
         folder = store.root / "studies"
         matches = sorted(folder.glob(f"{key_prefix}*.json")) if folder.is_dir() else []
         if len(matches) != 1:
@@ -119,7 +120,8 @@ class Study:
             what = "no study" if not matches else "several studies"
             raise SpecError(f"--study: {what} in {folder} match {key_prefix!r}; studies: {known or 'none'}")
         rec = json.loads(matches[0].read_text())
-        return cls(Spec.from_dict(rec["spec"]), tuple(Step.parse(s) for s in rec["rewind_steps"]), rec.get("preset"), store)
+        return cls(Spec.from_dict(rec["spec"]), tuple(Step.parse(s) for s in rec["rewind_steps"]), rec.get("preset"), store,
+                   data_root)
 
     # ---- members -------------------------------------------------------
     def dense_spec(self, replicate: int) -> Spec:
@@ -144,7 +146,10 @@ class Study:
         }
 
     def _opts(self, options: TrainOptions | None) -> TrainOptions:
-        return options or TrainOptions(quiet=True)
+        opts = options or TrainOptions(quiet=True)
+        if opts.data_root is None and self.data_root is not None:
+            opts = dataclasses.replace(opts, data_root=self.data_root)
+        return opts
 
     def dense_runs(self, replicates: int, options: TrainOptions | None = None) -> list[RunDir]:
         members = [Member(self.dense_spec(r), kind="lottery", preset=self.preset, index=r,
