@@ -170,7 +170,7 @@ def test_imagenet_training_streams_resumes_to_identical_bits_and_reports(tmp_pat
 
 def test_lottery_study_on_streamed_imagenet_from_the_cli(tmp_path, capsys):
     """A study finds its data under --data-root (no $REWIND_DATA) and prunes a streamed ResNet;
-    instability refuses a streamed dataset before training any copy."""
+    instability streams its copies and path; the linear model refuses a streamed dataset."""
     root = write_imagenet(tmp_path / "data")
     sets = ["--set", "model.name=imagenet_resnet_18", "--set", "model.width=0.125", "--set", "data.image_size=16",
             "--set", "data.batch_size=6", "--set", "train.steps=4it", "--set", "train.warmup=0it",
@@ -182,7 +182,19 @@ def test_lottery_study_on_streamed_imagenet_from_the_cli(tmp_path, capsys):
     lot = df[(df.kind == "lottery") & (df.metric == "accuracy")]
     assert sorted(set(lot.level)) == [0, 1] and set(lot.engine) == {"sequential"}
     assert abs(lot[lot.level == 1].density.iloc[0] - 0.8) < 1e-3
-    before = len(list((tmp_path / "runs").iterdir()))
-    assert main(["instability", *common, "--at", "0it"]) == 2
-    assert "instability analysis needs a dataset held in memory" in capsys.readouterr().err
-    assert len(list((tmp_path / "runs").iterdir())) == before
+    # instability of the dense network from 2it: copies streamed, path evaluated by the training evaluator,
+    # so the path's ends are the copies' final metrics exactly
+    assert main(["instability", *common, "--at", "2it", "--points", "3"]) == 0, capsys.readouterr().err
+    df = rewind.results(tmp_path / "runs")
+    path = df[(df.kind == "instability") & df.alpha.notna()]
+    assert sorted(set(path.alpha)) == [0.0, 0.5, 1.0]
+    copies = df[(df.kind == "copy") & (df.step == 4) & (df.metric == "loss")]
+    for split in ("train", "test"):
+        ends = path[(path.split == split) & (path.metric == "loss") & path.alpha.isin([0.0, 1.0])]
+        assert sorted(ends.value) == sorted(copies[copies.split == split].value)
+    assert main(["instability", *common, "--at", "2it", "--points", "3", "--bn-reset", "--bn-batches", "2"]) == 0
+    df = rewind.results(tmp_path / "runs")
+    summary = df[(df.kind == "instability") & (df.metric == "instability")]
+    assert set(summary.bn_reset) == {True, False} and set(summary.split) == {"train", "test"}
+    assert main(["linear", *common]) == 2
+    assert "linear-model comparison needs a dataset held in memory" in capsys.readouterr().err

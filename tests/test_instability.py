@@ -88,7 +88,7 @@ def test_bn_reestimation_changes_bn_statistics_only():
     x = torch.randn(500, 40, generator=g) * 3 + 1
     before = {k: v.clone() for k, v in model.state_dict().items()}
     batches = [torch.arange(i * 50, (i + 1) * 50) for i in range(4)]
-    reset_batchnorm(model, x, batches)
+    reset_batchnorm(model, (x[idx] for idx in batches))
     after = model.state_dict()
     for k in before:
         if "running" in k or "num_batches" in k:

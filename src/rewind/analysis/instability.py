@@ -25,12 +25,12 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..data import batch_indices, load_data, require_in_memory
+from ..data import batch_indices, load_data
 from ..models import create_model
 from ..spec import SpecError
 from ..store import RunDir, atomic_write_text
 from ..train import Member, TrainOptions, train_population
-from ..train.loop import dtype_of, evaluate_examples
+from ..train.loop import dtype_of, evaluate_batches, resolve_device, streamed_batches, tensor_batches
 
 COPY_SEED_STRIDE = 7919  # copy c trains with data_order/augment seeds shifted by (c + 1) * this
 
@@ -42,9 +42,10 @@ def copy_spec(spec, c: int):
                                                                augment=s.augment + shift))
 
 
-def reset_batchnorm(model: nn.Module, x: torch.Tensor, batches: list[torch.Tensor]) -> None:
-    """Re-estimate BatchNorm running statistics as a plain average over ``batches`` of x.
-    Only running_mean, running_var and num_batches_tracked change."""
+def reset_batchnorm(model: nn.Module, inputs) -> None:
+    """Re-estimate BatchNorm running statistics as a plain average over the batches in
+    ``inputs`` (an iterable of input tensors). Only running_mean, running_var and
+    num_batches_tracked change."""
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not norms:
         return
@@ -55,8 +56,8 @@ def reset_batchnorm(model: nn.Module, x: torch.Tensor, batches: list[torch.Tenso
         m.momentum = None  # cumulative moving average
     model.train()
     with torch.no_grad():
-        for idx in batches:
-            model(x[idx])
+        for x in inputs:
+            model(x)
     for m, mom in zip(norms, momenta):
         m.momentum = mom
     model.train(was_training)
@@ -80,11 +81,15 @@ def path_weights(wa: dict[str, torch.Tensor], wb: dict[str, torch.Tensor], mask:
 
 
 def interpolate_pair(run_a: RunDir, run_b: RunDir, *, points: int = 30, bn_reset: bool = False,
-                     bn_batches: int = 20, data_root: str | None = None, eval_batch: int = 4096) -> tuple[pd.DataFrame, pd.DataFrame, float]:
+                     bn_batches: int = 20, data_root: str | None = None, eval_batch: int = 4096,
+                     device: str = "cpu", data_workers: int | None = None
+                     ) -> tuple[pd.DataFrame, pd.DataFrame, float]:
     """Loss and error along the straight line from run_a's to run_b's final weights.
 
     Returns (rows: alpha, split, metric, value), (per-example train losses at a=0, 0.5, 1 and the
-    barrier), and the seconds it took.
+    barrier), and the seconds it took. Evaluation uses the function training uses, on
+    ``device``; for a streamed dataset (ImageNet) the train split is its fixed evaluation sample
+    and ``example`` indexes that sample.
     """
     from ..spec import Spec
 
@@ -92,34 +97,52 @@ def interpolate_pair(run_a: RunDir, run_b: RunDir, *, points: int = 30, bn_reset
         raise SpecError(f"--points must be at least 2, got {points}")
     started = time.time()
     spec = Spec.from_dict(run_a.spec_doc()["spec"])
+    dev, dtype = resolve_device(device), dtype_of(spec)
     total_a, total_b = run_a.summary()["iterations"], run_b.summary()["iterations"]
     ta, tb = run_a.load(total_a), run_b.load(total_b)
-    wa = {k[6:]: v for k, v in ta.items() if k.startswith("model/")}
-    wb = {k[6:]: v for k, v in tb.items() if k.startswith("model/")}
-    mask = {k[5:]: v for k, v in ta.items() if k.startswith("mask/")}
+    wa = {k[6:]: v.to(dev) for k, v in ta.items() if k.startswith("model/")}
+    wb = {k[6:]: v.to(dev) for k, v in tb.items() if k.startswith("model/")}
+    mask = {k[5:]: v.to(dev) for k, v in ta.items() if k.startswith("mask/")}
     data = load_data(spec.data, data_root)
-    require_in_memory(data, "instability analysis")
-    dtype = dtype_of(spec)
-    model = create_model(spec.model, data.input_shape, data.num_classes, seed=0).to(dtype)
-    splits = {"train": (data.x_train.to(dtype), data.y_train), "test": (data.x_test.to(dtype), data.y_test)}
-    bn_idx = [batch_indices(t, len(data.y_train), spec.data.batch_size, spec.seeds.data_order)
-              for t in range(bn_batches)] if bn_reset else []
+    model = create_model(spec.model, data.input_shape, data.num_classes, seed=0).to(dev, dtype)
+    opts = TrainOptions(eval_batch=eval_batch, data_workers=data_workers)
+    bs, seed = spec.data.batch_size, spec.seeds.data_order
+    if getattr(data, "streaming", False):
+        from ..data import imagenet
+
+        def batches(split):
+            return streamed_batches(data, split, dev, dtype, opts)
+
+        def bn_inputs():  # the first training batches of copy a, centre-cropped
+            for t in range(bn_batches):
+                x, _ = imagenet.load_train_batch(data, t, bs, seed, "none", 0)
+                yield imagenet.normalise(x.to(dev), dtype)
+    else:
+        splits = {"train": (data.x_train.to(dev, dtype), data.y_train.to(dev)),
+                  "test": (data.x_test.to(dev, dtype), data.y_test.to(dev))}
+
+        def batches(split):
+            return tensor_batches(*splits[split], eval_batch)
+
+        def bn_inputs():  # the first training batches of copy a
+            x = splits["train"][0]
+            return (x[batch_indices(t, len(x), bs, seed).to(dev)] for t in range(bn_batches))
     alphas = [i / (points - 1) for i in range(points)]
     rows, per_example = [], {}
 
     for a in sorted(set(alphas) | {0.5}):
         model.load_state_dict(path_weights(wa, wb, mask, a))
         if bn_reset:
-            reset_batchnorm(model, splits["train"][0], bn_idx)
-        for split, (x, y) in splits.items():
-            loss, acc, ex = evaluate_examples(model, x, y, eval_batch)
+            reset_batchnorm(model, bn_inputs())
+        for split in ("train", "test"):
+            loss, acc, ex = evaluate_batches(model, batches(split))
             err = 1.0 - acc
             if a in alphas:
                 rows.append({"alpha": a, "split": split, "metric": "loss", "value": loss})
                 rows.append({"alpha": a, "split": split, "metric": "error", "value": err})
             if split == "train" and a in (0.0, 0.5, 1.0):
-                per_example[a] = ex
-    ex = pd.DataFrame({"example": range(len(data.y_train)), "loss_a": per_example[0.0].numpy(),
+                per_example[a] = ex.cpu()
+    ex = pd.DataFrame({"example": range(len(per_example[0.0])), "loss_a": per_example[0.0].numpy(),
                        "loss_mid": per_example[0.5].numpy(), "loss_b": per_example[1.0].numpy()})
     ex["barrier"] = ex["loss_mid"] - 0.5 * (ex["loss_a"] + ex["loss_b"])
     return pd.DataFrame(rows), ex, time.time() - started
@@ -156,7 +179,6 @@ def instability(study, levels: list[int], at=None, *, copies: int = 2, points: i
     if copies < 2:
         raise SpecError(f"--copies must be at least 2, got {copies}")
     opts = options or TrainOptions(quiet=True)
-    require_in_memory(load_data(study.spec.data, opts.data_root), "instability analysis")  # before training copies
     points_list = list(study.start_points(levels, replicates, at, options=opts))
     for b in baselines:
         lv = [lv for lv in levels if lv >= 1]
@@ -194,7 +216,8 @@ def _pair(study, pt, pair: str, a: RunDir, b: RunDir, points: int, bn_reset: boo
     labels = {**pt.labels, "pair": pair, "bn_reset": bn_reset}
     if not rows_path.exists():
         path_rows, ex, seconds = interpolate_pair(a, b, points=points, bn_reset=bn_reset, bn_batches=bn_batches,
-                                                  data_root=opts.data_root, eval_batch=opts.eval_batch)
+                                                  data_root=opts.data_root, eval_batch=opts.eval_batch,
+                                                  device=opts.device, data_workers=opts.data_workers)
         path = pd.concat([path_rows, pd.DataFrame(_summary(path_rows))], ignore_index=True)
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write_text(folder / "per_example.csv", ex.to_csv(index=False))

@@ -103,27 +103,53 @@ def _progress_enabled(opts: TrainOptions) -> bool:
 
 
 @torch.no_grad()
-def evaluate_examples(model, x: torch.Tensor, y: torch.Tensor, batch: int = 4096) -> tuple[float, float, torch.Tensor]:
-    """Mean cross-entropy, accuracy and the per-example losses (float64) on (x, y), in eval mode.
-
-    Training's evaluations and instability's interpolation points both use this function, so a
-    path's endpoints reproduce the copies' final metrics exactly."""
+def evaluate_batches(model, batches) -> tuple[float, float, torch.Tensor]:
+    """Mean cross-entropy, accuracy and the per-example losses (float64) over an iterable of
+    (inputs, labels) batches, in eval mode."""
     was_training = model.training
     model.eval()
     losses, correct = [], 0
-    for i in range(0, len(y), batch):
-        out = model(x[i:i + batch])
-        losses.append(F.cross_entropy(out, y[i:i + batch], reduction="none").double())
-        correct += (out.argmax(1) == y[i:i + batch]).sum().item()
+    for x, y in batches:
+        out = model(x)
+        losses.append(F.cross_entropy(out, y, reduction="none").double())
+        correct += (out.argmax(1) == y).sum().item()
     model.train(was_training)
     per_example = torch.cat(losses)
-    return per_example.mean().item(), correct / len(y), per_example
+    return per_example.mean().item(), correct / len(per_example), per_example
+
+
+def tensor_batches(x: torch.Tensor, y: torch.Tensor, batch: int):
+    return ((x[i:i + batch], y[i:i + batch]) for i in range(0, len(y), batch))
+
+
+def evaluate_examples(model, x: torch.Tensor, y: torch.Tensor, batch: int = 4096) -> tuple[float, float, torch.Tensor]:
+    """Mean cross-entropy, accuracy and the per-example losses (float64) on (x, y), in eval mode.
+
+    Training's evaluations and instability's interpolation points both use this function (or,
+    for streamed datasets, :func:`evaluate_batches` over :func:`streamed_batches`), so a path's
+    endpoints reproduce the copies' final metrics exactly."""
+    return evaluate_batches(model, tensor_batches(x, y, batch))
 
 
 def evaluate(model, x: torch.Tensor, y: torch.Tensor, batch: int = 4096) -> tuple[float, float]:
     """Mean cross-entropy and accuracy on (x, y)."""
     loss, acc, _ = evaluate_examples(model, x, y, batch)
     return loss, acc
+
+
+def data_workers(opts: TrainOptions) -> int:
+    return min(8, os.cpu_count() or 1) if opts.data_workers is None else opts.data_workers
+
+
+def streamed_batches(data, split: str, device: torch.device, dtype: torch.dtype, opts: TrainOptions):
+    """Evaluation batches of a streamed dataset (ImageNet: centre crops; the train split is a
+    fixed sample, see data/imagenet.py), normalised on the device."""
+    from ..data import imagenet
+
+    files, labels = data.eval_files(split)
+    dataset = imagenet.EvalBatches(data, files, labels, max(1, min(opts.eval_batch, 256)))
+    for x, y in imagenet.loader(dataset, data_workers(opts), device.type == "cuda"):
+        yield imagenet.normalise(x.to(device), dtype), y.to(device)
 
 
 def schedule_points(spec: Spec, ipe: int, start: int, total: int) -> tuple[set[int], set[int]]:
@@ -198,10 +224,6 @@ def prepare(members: list[Member], runs: list[RunDir], opts: TrainOptions) -> Pr
                     data.x_test.to(device, dtype), data.y_test.to(device), n, bs, ipe, total)
 
 
-def _data_workers(opts: TrainOptions) -> int:
-    return min(8, os.cpu_count() or 1) if opts.data_workers is None else opts.data_workers
-
-
 def training_batches(pr: Prepared, spec: Spec, start: int, opts: TrainOptions):
     """(inputs, labels) of iterations start, start + 1, ... on the device: indexed from the
     tensors in memory, or streamed from files by DataLoader workers (ImageNet)."""
@@ -214,7 +236,7 @@ def training_batches(pr: Prepared, spec: Spec, start: int, opts: TrainOptions):
 
     batches = imagenet.TrainBatches(pr.data, start, pr.total, pr.batch_size, spec.seeds.data_order,
                                     spec.data.augment, spec.seeds.augment)
-    for t, (it, x, y) in enumerate(imagenet.loader(batches, _data_workers(opts), pr.device.type == "cuda"), start):
+    for t, (it, x, y) in enumerate(imagenet.loader(batches, data_workers(opts), pr.device.type == "cuda"), start):
         assert it == t, (it, t)
         yield imagenet.normalise(x.to(pr.device, non_blocking=True), pr.dtype), y.to(pr.device)
 
@@ -224,22 +246,8 @@ def evaluate_split(model, pr: Prepared, split: str, opts: TrainOptions) -> tuple
     if pr.x_train is not None:
         x, y = (pr.x_train, pr.y_train) if split == "train" else (pr.x_test, pr.y_test)
         return evaluate(model, x, y, opts.eval_batch)
-    from ..data import imagenet
-
-    files, labels = pr.data.eval_files(split)
-    batch = max(1, min(opts.eval_batch, 256))
-    was_training = model.training
-    model.eval()
-    loss_sum, correct = 0.0, 0
-    with torch.no_grad():
-        for x, y in imagenet.loader(imagenet.EvalBatches(pr.data, files, labels, batch), _data_workers(opts),
-                                    pr.device.type == "cuda"):
-            out = model(imagenet.normalise(x.to(pr.device), pr.dtype))
-            y = y.to(pr.device)
-            loss_sum += F.cross_entropy(out, y, reduction="sum").double().item()
-            correct += (out.argmax(1) == y).sum().item()
-    model.train(was_training)
-    return loss_sum / len(files), correct / len(files)
+    loss, acc, _ = evaluate_batches(model, streamed_batches(pr.data, split, pr.device, pr.dtype, opts))
+    return loss, acc
 
 
 def _train_locked(member: Member, run: RunDir, opts: TrainOptions) -> None:
