@@ -35,6 +35,7 @@ import torch
 
 from .. import rng
 from .core import batch_indices
+from .files import DataError
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -44,12 +45,6 @@ HOW_TO_GET = ("ImageNet cannot be downloaded automatically: obtain ILSVRC2012_im
               "ILSVRC2012_img_val.tar from https://image-net.org (registration required), extract the training "
               "archive's per-class tars into {root}/train/<wnid>/ and sort the validation images into "
               "{root}/val/<wnid>/ by their labels")
-
-
-def _error(msg: str):
-    from .files import DataError
-
-    return DataError(msg)
 
 
 @dataclass
@@ -89,13 +84,13 @@ class ImageFolderData:
 
 def _scan(folder: Path, classes: list[str] | None) -> tuple[list[str], list[str], list[int]]:
     if not folder.is_dir():
-        raise _error(f"imagenet: no directory {folder}; " + HOW_TO_GET.format(root=folder.parent))
+        raise DataError(f"imagenet: no directory {folder}; " + HOW_TO_GET.format(root=folder.parent))
     found = sorted(e.name for e in os.scandir(folder) if e.is_dir())
     if classes is None:
         classes = found
     elif found != classes:
         extra, missing = sorted(set(found) - set(classes)), sorted(set(classes) - set(found))
-        raise _error(f"imagenet: the class folders of {folder} differ from train/ "
+        raise DataError(f"imagenet: the class folders of {folder} differ from train/ "
                      f"(only in val: {extra[:5]}, missing in val: {missing[:5]})")
     files, labels = [], []
     for label, cls in enumerate(classes):
@@ -104,14 +99,14 @@ def _scan(folder: Path, classes: list[str] | None) -> tuple[list[str], list[str]
         files.extend(f"{folder.name}/{cls}/{n}" for n in names)
         labels.extend([label] * len(names))
     if not files:
-        raise _error(f"imagenet: no images (.JPEG, .jpg, .png) under {folder}; " + HOW_TO_GET.format(root=folder.parent))
+        raise DataError(f"imagenet: no images (.JPEG, .jpg, .png) under {folder}; " + HOW_TO_GET.format(root=folder.parent))
     return classes, files, labels
 
 
 def load_imagenet(root: Path, image_size: int = 224, split_seed: int = 0) -> ImageFolderData:
     folder = root / "imagenet"
     if not folder.is_dir():
-        raise _error(f"imagenet: no directory {folder}; " + HOW_TO_GET.format(root=folder))
+        raise DataError(f"imagenet: no directory {folder}; " + HOW_TO_GET.format(root=folder))
     classes, train, y_train = _scan(folder / "train", None)
     _, val, y_val = _scan(folder / "val", classes)
     return ImageFolderData("imagenet", folder, classes, train, torch.tensor(y_train), val, torch.tensor(y_val),
@@ -179,7 +174,7 @@ def _open(root: Path, rel: str):
         img.load()
         return img.convert("RGB")
     except (OSError, UnidentifiedImageError, SyntaxError) as e:
-        raise _error(f"imagenet: cannot read {path} ({e}); the file is damaged: replace it from the archive") from None
+        raise DataError(f"imagenet: cannot read {path} ({e}); the file is damaged: replace it from the archive") from None
 
 
 def _to_array(img) -> np.ndarray:
