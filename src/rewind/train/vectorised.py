@@ -21,7 +21,6 @@ import contextlib
 import time
 
 import torch
-from torch.nn import functional as F
 
 from .. import rng
 from ..data import augment, iterations_per_epoch
@@ -191,7 +190,7 @@ def _evaluate(stack: Stack, members: list[int], x, y, batch: int) -> list[tuple[
         out = _forward(stack, params, buffers, x[i:i + chunk], shared=True)
         yy = y[i:i + chunk]
         k, b, c = out.shape
-        loss_sum += F.cross_entropy(out.reshape(k * b, c), yy.repeat(k), reduction="none").view(k, b).sum(1).double()
+        loss_sum += cross_entropy(out, yy.expand(k, b)).sum(1).double()
         correct += (out.argmax(2) == yy.unsqueeze(0)).sum(1)
     stack.template.train()
     n = len(y)
