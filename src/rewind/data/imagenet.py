@@ -150,8 +150,8 @@ def resized_crop_boxes(sizes: torch.Tensor, draws: dict[str, torch.Tensor]) -> t
     left = (pick(draws["left"]) * (width - w + 1)).floor()
     # no attempt fits: the whole image, its aspect ratio clamped to the allowed range, centred
     in_ratio = width / height
-    cw = torch.where(in_ratio < RATIO[0], width, torch.where(in_ratio > RATIO[1], (height * RATIO[1]).round(), width))
-    ch = torch.where(in_ratio < RATIO[0], (width / RATIO[0]).round(), torch.where(in_ratio > RATIO[1], height, height))
+    cw = torch.where(in_ratio > RATIO[1], (height * RATIO[1]).round(), width)
+    ch = torch.where(in_ratio < RATIO[0], (width / RATIO[0]).round(), height)
     none = ~fits.any(1)
     w, h = torch.where(none, cw, w), torch.where(none, ch, h)
     top = torch.where(none, ((height - ch) / 2).floor(), top)

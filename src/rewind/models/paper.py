@@ -22,8 +22,10 @@ def _w(channels: int, width: float) -> int:
     return max(1, int(round(channels * width)))
 
 
-class LeNet(RewindModel):
+class LeNet(stacked.ReLUStack, RewindModel):
     """Fully connected LeNet: inputs flattened, ReLU hidden layers of the given widths."""
+
+    hidden_layers = "fc"
 
     def __init__(self, in_features: int, widths: tuple[int, ...], num_classes: int):
         super().__init__()
@@ -36,17 +38,6 @@ class LeNet(RewindModel):
         for layer in self.fc:
             x = F.relu(layer(x))
         return self.out(x)
-
-    def _layers(self):
-        return [(f"fc.{i}.weight", f"fc.{i}.bias") for i in range(len(self.fc))] + [("out.weight", "out.bias")]
-
-    def stacked_forward(self, params, x, shared: bool = False):
-        """K members at once with batched matmuls (see models/stacked.py)."""
-        return stacked.forward(self._layers(), params, x, shared)
-
-    def stacked_grad(self, params, x, y, grads) -> bool:
-        stacked.grad(self._layers(), params, x, y, grads)
-        return True
 
 
 class ConvNet(RewindModel):

@@ -28,8 +28,8 @@ class RewindModel(nn.Module):
 
     @property
     def hand_differentiated(self) -> bool:
-        """Whether :meth:`stacked_grad` works for this instance."""
-        return type(self).stacked_grad is not RewindModel.stacked_grad and not getattr(self, "batchnorm", False)
+        """Whether :meth:`stacked_grad` works for this instance (models/stacked.ReLUStack)."""
+        return False
 
     def prunable(self) -> list[str]:
         names = []

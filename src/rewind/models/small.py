@@ -16,7 +16,7 @@ def _norms(kind, widths, batchnorm: bool) -> nn.ModuleList:
     return nn.ModuleList(kind(w) if batchnorm else nn.Identity() for w in widths)
 
 
-class MLP(RewindModel):
+class MLP(stacked.ReLUStack, RewindModel):
     def __init__(self, in_features: int, widths: tuple[int, ...], num_classes: int, batchnorm: bool = False):
         super().__init__()
         dims = (in_features, *widths)
@@ -30,22 +30,6 @@ class MLP(RewindModel):
         for layer, norm in zip(self.hidden, self.norms):
             x = F.relu(norm(layer(x)))
         return self.out(x)
-
-    def _layers(self):
-        return [(f"hidden.{i}.weight", f"hidden.{i}.bias") for i in range(len(self.hidden))] + [("out.weight", "out.bias")]
-
-    def stacked_forward(self, params: dict[str, torch.Tensor], x: torch.Tensor, shared: bool = False):
-        """K members at once with batched matmuls. params: [K, ...] each; x: [K, B, ...], or
-        [B, ...] for all members when ``shared``. Returns [K, B, classes], or None when the
-        model has BatchNorm (the engine then uses torch.func.vmap)."""
-        return None if self.batchnorm else stacked.forward(self._layers(), params, x, shared)
-
-    def stacked_grad(self, params, x, y, grads) -> bool:
-        """Gradients of K members' losses without autograd (see models/stacked.py); False with BatchNorm."""
-        if self.batchnorm:
-            return False
-        stacked.grad(self._layers(), params, x, y, grads)
-        return True
 
 
 class Conv1dNet(RewindModel):

@@ -19,6 +19,35 @@ import torch
 Layers = list[tuple[str, str]]
 
 
+class ReLUStack:
+    """Mixin for models that are Linear layers with ReLUs between them: the ModuleList named
+    by ``hidden_layers``, then the classifier ``out``. Gives them the vectorised engine's batched
+    forward and hand-written backward (not with BatchNorm: those go through vmap and autograd)."""
+
+    hidden_layers = "hidden"
+
+    @property
+    def hand_differentiated(self) -> bool:
+        return not getattr(self, "batchnorm", False)
+
+    def _layers(self) -> Layers:
+        n = len(getattr(self, self.hidden_layers))
+        return [(f"{self.hidden_layers}.{i}.weight", f"{self.hidden_layers}.{i}.bias") for i in range(n)] + \
+            [("out.weight", "out.bias")]
+
+    def stacked_forward(self, params: dict[str, torch.Tensor], x: torch.Tensor, shared: bool = False):
+        """K members at once with batched matmuls. params: [K, ...] each; x: [K, B, ...], or
+        [B, ...] for all members when ``shared``. Returns [K, B, classes], or None with BatchNorm."""
+        return forward(self._layers(), params, x, shared) if self.hand_differentiated else None
+
+    def stacked_grad(self, params, x, y, grads) -> bool:
+        """Gradients of K members' losses without autograd (see :func:`grad`); False with BatchNorm."""
+        if not self.hand_differentiated:
+            return False
+        grad(self._layers(), params, x, y, grads)
+        return True
+
+
 def forward(layers: Layers, params: dict[str, torch.Tensor], x: torch.Tensor, shared: bool = False,
             keep: list | None = None) -> torch.Tensor:
     """Outputs [K, B, classes] for inputs [K, B, ...] (or [B, ...] for every member when
@@ -32,7 +61,7 @@ def forward(layers: Layers, params: dict[str, torch.Tensor], x: torch.Tensor, sh
         # bmm then a broadcast add is faster than baddbmm on CPU (measured, torch 2.13)
         h = torch.bmm(h, params[w].transpose(1, 2)) + params[b].unsqueeze(1)
         if i < last:
-            h = torch.relu_(h) if keep is None else torch.relu(h)
+            h = torch.relu_(h)
     return h
 
 

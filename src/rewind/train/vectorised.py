@@ -325,8 +325,8 @@ def _gradient(stack: Stack, flat: torch.Tensor, kk: int, buffers: dict, xb: torc
     """Flat gradient of sum over members of each member's mean loss on its batch."""
     if stack.template.hand_differentiated and not torch.is_autocast_enabled(flat.device.type):
         grad = torch.empty_like(flat)
-        if stack.template.stacked_grad(stack.views(flat, kk), xb, yb, stack.views(grad, kk)):
-            return grad
+        stack.template.stacked_grad(stack.views(flat, kk), xb, yb, stack.views(grad, kk))
+        return grad
     leaves = [v.requires_grad_(True) for v in stack.views(flat, kk).values()]
     try:
         out = _forward(stack, dict(zip(stack.names, leaves)), buffers, xb)
