@@ -87,10 +87,12 @@ def test_hand_written_gradient_equals_autograd(name):
     x = torch.randn(k, b, 40, generator=g, dtype=torch.float64)
     y = torch.randint(0, 10, (k, b), generator=g)
     grads = {n: torch.full_like(p, float("nan")) for n, p in params.items()}
-    assert model.stacked_grad(params, x, y, grads)
+    losses = model.stacked_grad(params, x, y, grads)
     leaves = {n: p.clone().requires_grad_(True) for n, p in params.items()}
-    loss = sum(torch.nn.functional.cross_entropy(torch.func.functional_call(model, {n: v[j] for n, v in leaves.items()},
-                                                                            (x[j],)), y[j]) for j in range(k))
+    each = [torch.nn.functional.cross_entropy(torch.func.functional_call(model, {n: v[j] for n, v in leaves.items()},
+                                                                         (x[j],)), y[j]) for j in range(k)]
+    torch.testing.assert_close(losses, torch.stack(each).detach(), rtol=1e-12, atol=1e-14)
+    loss = sum(each)
     expected = dict(zip(leaves, torch.autograd.grad(loss, list(leaves.values()))))
     for n in params:
         torch.testing.assert_close(grads[n], expected[n], rtol=1e-12, atol=1e-14)

@@ -21,10 +21,10 @@ class RewindModel(nn.Module):
 
     output_layer: str = "out"
 
-    def stacked_grad(self, params, x, y, grads) -> bool:
+    def stacked_grad(self, params, x, y, grads):
         """Gradients for K members at once without autograd, written into ``grads``; models
-        that can (ReLU networks of Linear layers, models/stacked.py) return True."""
-        return False
+        that can (ReLU networks of Linear layers, models/stacked.py) return the K mean losses."""
+        return None
 
     @property
     def hand_differentiated(self) -> bool:

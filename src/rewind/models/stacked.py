@@ -40,12 +40,12 @@ class ReLUStack:
         [B, ...] for all members when ``shared``. Returns [K, B, classes], or None with BatchNorm."""
         return forward(self._layers(), params, x, shared) if self.hand_differentiated else None
 
-    def stacked_grad(self, params, x, y, grads) -> bool:
-        """Gradients of K members' losses without autograd (see :func:`grad`); False with BatchNorm."""
+    def stacked_grad(self, params, x, y, grads) -> torch.Tensor | None:
+        """Gradients of K members' losses without autograd (see :func:`grad`); returns the members'
+        losses, or None with BatchNorm."""
         if not self.hand_differentiated:
-            return False
-        grad(self._layers(), params, x, y, grads)
-        return True
+            return None
+        return grad(self._layers(), params, x, y, grads)
 
 
 def forward(layers: Layers, params: dict[str, torch.Tensor], x: torch.Tensor, shared: bool = False,
@@ -67,15 +67,19 @@ def forward(layers: Layers, params: dict[str, torch.Tensor], x: torch.Tensor, sh
 
 @torch.no_grad()
 def grad(layers: Layers, params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor,
-         grads: dict[str, torch.Tensor]) -> None:
+         grads: dict[str, torch.Tensor]) -> torch.Tensor:
     """Write into ``grads`` (tensors shaped like ``params``) the gradient of
-    sum_k mean_b cross_entropy(f_k(x[k, b]), y[k, b])."""
+    sum_k mean_b cross_entropy(f_k(x[k, b]), y[k, b]); return the K members' mean losses."""
     inputs: list[torch.Tensor] = []
     out = forward(layers, params, x, keep=inputs)
     k, b, c = out.shape
-    # d loss / d logits = (softmax - onehot) / B, per member
-    p = out.sub_(out.amax(-1, keepdim=True)).exp_()
-    p.div_(p.sum(-1, keepdim=True))
+    # d loss / d logits = (softmax - onehot) / B, per member; the loss itself comes almost free
+    z = out.sub_(out.amax(-1, keepdim=True))
+    picked = z.gather(-1, y.unsqueeze(-1)).squeeze(-1)
+    p = z.exp_()
+    total = p.sum(-1, keepdim=True)
+    losses = (total.squeeze(-1).log() - picked).mean(1)
+    p.div_(total)
     flat = p.view(k * b, c)
     flat.scatter_add_(1, y.reshape(-1, 1), torch.full((k * b, 1), -1.0, dtype=p.dtype, device=p.device))
     d = p.div_(b)
@@ -86,3 +90,4 @@ def grad(layers: Layers, params: dict[str, torch.Tensor], x: torch.Tensor, y: to
         if i > 0:
             # inputs[i] is the ReLU output of layer i - 1: zero exactly where the ReLU was off
             d = torch.ops.aten.threshold_backward(torch.bmm(d, params[w]), inputs[i], 0)
+    return losses

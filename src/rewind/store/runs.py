@@ -7,25 +7,80 @@ and starting point)::
     <root>/<key>/meta.json              how it was asked for (kind, preset, member)
     <root>/<key>/step_<it>.safetensors  weights (+ optimizer state) at step <it>
     <root>/<key>/metrics.csv            step, split, metric, value
-    <root>/<key>/DONE                   completion marker with a summary
+    <root>/<key>/DONE                   the run's record: a summary, the size and SHA-256 of
+                                        every other file, and a checksum of itself
     <root>/<key>/resume.safetensors     last resume point (deleted when done)
 
 Every file is written atomically; a lock file serialises training of one run
-across processes.
+across processes. A run is finished only when its record reads back and every
+file matches it: a reader checks the record, ``spec.json``, ``meta.json`` and the
+metrics on every read (cheap), the checkpoints' sizes on every read and their
+contents when it loads them (:meth:`RunDir.load`) or when ``rewind verify`` asks.
+A damaged run is never reported as a result; training it again first moves its
+files aside to ``<root>/.damaged/<key>/<time>/`` (nothing is deleted).
 """
 from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import io
 import json
 import os
+import re
+import time
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import torch
 
 from .io import CheckpointError, atomic_write_text, load_checkpoint, save_checkpoint
+
+KEY_RE = re.compile(r"^[0-9a-f]{16}$")
+RECORD_FORMAT = "rewind-run-2"  # DONE with file checksums; older records carry none
+# Files of a run that are not covered by its record: the lock, the record itself, and work in progress.
+_UNRECORDED = ("DONE", ".lock", "resume.safetensors", "metrics.partial.csv", "probes.partial.csv")
+
+
+class RewindWarning(UserWarning):
+    """Something the user should know that did not stop the command: a damaged run trained again,
+    a diverged member, a setting that a shortened schedule makes moot."""
+
+
+def notice(message: str) -> None:
+    warnings.warn(message, RewindWarning, stacklevel=2)
+
+
+class RunDamaged(CheckpointError):
+    """A finished run whose files do not match its record (it has been moved aside)."""
+
+
+@dataclass(frozen=True)
+class Health:
+    """What a run directory holds: new, started, partial (a resume point), done, diverged, or
+    damaged (``problem`` names the file and what is wrong with it)."""
+
+    status: str
+    problem: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("done", "diverged")
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _record_digest(record: dict) -> str:
+    body = {k: v for k, v in record.items() if k != "record_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 METRIC_FIELDS = ("step", "split", "metric", "value")
 
@@ -61,30 +116,103 @@ class RunDir:
     # ---- state --------------------------------------------------------
     @property
     def done(self) -> bool:
-        return (self.path / "DONE").exists()
+        """Finished (done or diverged) and matching its record."""
+        return self.health().finished
+
+    @property
+    def diverged(self) -> bool:
+        return self.health().status == "diverged"
 
     @property
     def status(self) -> str:
-        if self.done:
-            return "done"
-        if (self.path / "resume.safetensors").exists():
-            return "partial"
-        return "new" if not (self.path / "spec.json").exists() else "started"
+        return self.health().status
+
+    def _json(self, name: str) -> dict:
+        try:
+            doc = json.loads((self.path / name).read_bytes().decode())
+        except FileNotFoundError:
+            raise RunDamaged(f"run {self.key}: {name} is missing") from None
+        except (UnicodeDecodeError, json.JSONDecodeError, OSError) as e:
+            raise RunDamaged(f"run {self.key}: {name} is not readable JSON ({type(e).__name__})") from None
+        if not isinstance(doc, dict):
+            raise RunDamaged(f"run {self.key}: {name} does not hold a JSON object")
+        return doc
+
+    def health(self, deep: bool = False) -> Health:
+        """Check the run against its record. ``deep`` also hashes every checkpoint."""
+        if not (self.path / "DONE").exists():
+            if (self.path / "resume.safetensors").exists():
+                return Health("partial")
+            return Health("started" if (self.path / "spec.json").exists() else "new")
+        try:
+            record = self._json("DONE")
+            files = record.get("files")
+            if files is not None:
+                if record.get("record_sha256") != _record_digest(record):
+                    return Health("damaged", "DONE: checksum mismatch (the record was changed)")
+                for name, want in sorted(files.items()):
+                    path = self.path / name
+                    if not path.exists():
+                        return Health("damaged", f"{name}: missing")
+                    if path.stat().st_size != want["bytes"]:
+                        return Health("damaged", f"{name}: {path.stat().st_size} bytes, the record says {want['bytes']}")
+                    if (deep or not name.endswith(".safetensors")) and file_sha256(path) != want["sha256"]:
+                        return Health("damaged", f"{name}: checksum mismatch")
+            if self._json("spec.json").get("key") != self.key:
+                return Health("damaged", "spec.json: holds another run's spec")
+            if files is None:  # a record from before checksums: check what can be checked
+                self._json("meta.json")
+                csv_to_rows((self.path / "metrics.csv").read_bytes().decode())
+                if deep:
+                    for step in self.checkpoint_steps():
+                        load_checkpoint(self.checkpoint_path(step), run=self.key)
+        except RunDamaged as e:
+            return Health("damaged", str(e).split(": ", 1)[1])
+        except FileNotFoundError as e:
+            return Health("damaged", f"{Path(e.filename).name}: missing")
+        except (UnicodeDecodeError, ValueError, KeyError, TypeError, csv.Error) as e:
+            return Health("damaged", f"metrics.csv: not readable ({type(e).__name__})")
+        except CheckpointError as e:
+            return Health("damaged", str(e))
+        status = record.get("status", "done")
+        return Health(status if status in ("done", "diverged") else "damaged",
+                      None if status in ("done", "diverged") else f"DONE: unknown status {status!r}")
 
     def summary(self) -> dict:
+        """The record of a finished run ({} while unfinished or when the record is unreadable)."""
         try:
-            return json.loads((self.path / "DONE").read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
+            return self._json("DONE")
+        except RunDamaged:
             return {}
 
     def spec_doc(self) -> dict:
-        return json.loads((self.path / "spec.json").read_text())
+        return self._json("spec.json")
 
     def meta(self) -> dict:
         try:
-            return json.loads((self.path / "meta.json").read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
+            return self._json("meta.json")
+        except RunDamaged:
             return {}
+
+    def quarantine(self, reason: str) -> Path:
+        """Move every file of the run (not its lock) to ``<root>/.damaged/<key>/<time>/`` with a
+        note saying why; the caller holds the run's lock."""
+        dest = self.root / ".damaged" / self.key / time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        while dest.exists():
+            dest = dest.with_name(dest.name + "_")
+        dest.mkdir(parents=True)
+        for p in sorted(self.path.iterdir()) if self.path.is_dir() else []:
+            if p.name != ".lock":
+                os.replace(p, dest / p.name)
+        (dest / "REASON").write_text(reason + "\n")
+        return dest
+
+    def reset_if_damaged(self) -> None:
+        """Before training (under the lock): a damaged run is moved aside and said so, in one line."""
+        health = self.health()
+        if health.status == "damaged":
+            dest = self.quarantine(health.problem or "damaged")
+            notice(f"run {self.key} was damaged ({health.problem}); moved its files to {dest} and training it again")
 
     # ---- writing ------------------------------------------------------
     @contextlib.contextmanager
@@ -101,15 +229,21 @@ class RunDir:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
     def write_spec(self, spec_doc: dict, meta: dict) -> None:
+        """Write spec.json and meta.json of an unfinished run (the caller holds the lock). The spec
+        goes last: its presence is what lists a run, so a failed write leaves nothing half-made."""
         spec_path = self.path / "spec.json"
-        text = json.dumps(spec_doc, sort_keys=True, indent=1) + "\n"
-        if spec_path.exists():
-            if json.loads(spec_path.read_text()) != spec_doc:
-                raise RuntimeError(f"{spec_path} holds another spec than this run's: the store is damaged")
-        else:
-            atomic_write_text(spec_path, text)
-        if not (self.path / "meta.json").exists():
+        try:
+            ok = spec_path.exists() and self._json("spec.json") == spec_doc and \
+                isinstance(self._json("meta.json"), dict)
+        except RunDamaged:
+            ok = False
+        if not ok and spec_path.exists():
+            dest = self.quarantine("spec.json or meta.json of an unfinished run did not match the run")
+            notice(f"run {self.key}: spec.json or meta.json was damaged; moved the run's files to {dest} "
+                   "and starting it again")
+        if not ok:
             atomic_write_text(self.path / "meta.json", json.dumps(meta, sort_keys=True, indent=1) + "\n")
+            atomic_write_text(spec_path, json.dumps(spec_doc, sort_keys=True, indent=1) + "\n")
 
     def checkpoint_path(self, iteration: int) -> Path:
         return self.path / f"step_{iteration}.safetensors"
@@ -129,10 +263,23 @@ class RunDir:
     def load(self, iteration: int) -> dict[str, torch.Tensor]:
         """All tensors of the checkpoint at ``iteration`` (``model/…``, ``mask/…``, ``optim/…``)."""
         path = self.checkpoint_path(iteration)
-        if not path.exists():
+        recorded = path.name in self.summary().get("files", {})
+        if not path.exists() and not recorded:
             have = ", ".join(f"{s}it" for s in self.checkpoint_steps()) or "none"
             raise CheckpointError(f"run {self.key} has no checkpoint at {iteration}it (it has: {have})")
-        tensors, _ = load_checkpoint(path, run=self.key)
+        try:
+            tensors, _ = load_checkpoint(path, run=self.key)
+        except CheckpointError as e:
+            if not (recorded or self.done):
+                raise
+            # A finished run's checkpoint that does not load: the run is damaged. Move it aside
+            # (under its lock, once) so that the command that asked trains it again.
+            with self.lock():
+                if self.health().finished:
+                    dest = self.quarantine(str(e))
+                    notice(f"run {self.key} was damaged ({path.name} does not load); moved its files to {dest}")
+            raise RunDamaged(f"run {self.key}: {path.name} is damaged ({e}); it was moved aside and is "
+                             "trained again when asked for") from None
         return tensors
 
     def weights(self, iteration: int) -> dict[str, torch.Tensor]:
@@ -150,16 +297,36 @@ class RunDir:
             return None
         try:
             tensors, meta = load_checkpoint(path, run=self.key)
-            rows = csv_to_rows((self.path / "metrics.partial.csv").read_text())
-        except (CheckpointError, FileNotFoundError, ValueError, KeyError):
-            return None  # a damaged resume point is ignored: the run restarts from scratch
-        iteration = int(meta["step"])
+            rows = csv_to_rows((self.path / "metrics.partial.csv").read_bytes().decode())
+            iteration = int(meta["step"])
+        except (CheckpointError, OSError, ValueError, KeyError, UnicodeDecodeError, csv.Error) as e:
+            # A damaged resume point: the run restarts from its start, and the files are kept aside.
+            dest = self.root / ".damaged" / self.key / time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+            dest.mkdir(parents=True, exist_ok=True)
+            for name in ("resume.safetensors", "metrics.partial.csv", "probes.partial.csv"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.replace(self.path / name, dest / name)
+            notice(f"run {self.key}: its resume point is damaged ({type(e).__name__}); moved it to {dest} "
+                   "and training the run from its start")
+            return None
         return iteration, tensors, [r for r in rows if r["step"] < iteration]
 
-    def finish(self, rows: list[dict], summary: dict) -> None:
+    def finish(self, rows: list[dict], summary: dict, hook=None) -> None:
+        """Write the metrics, then the record (DONE) with every file's size and checksum.
+        ``hook(event)`` is called between the writes (fault-injection tests)."""
         atomic_write_text(self.path / "metrics.csv", rows_to_csv(rows))
-        atomic_write_text(self.path / "DONE", json.dumps(summary, sort_keys=True, indent=1) + "\n")
-        for name in ("resume.safetensors", "metrics.partial.csv"):
+        if hook is not None:
+            hook("metrics-written")
+        files = {}
+        for p in sorted(self.path.iterdir()):
+            if p.is_file() and p.name not in _UNRECORDED and not p.name.startswith("."):
+                files[p.name] = {"bytes": p.stat().st_size, "sha256": file_sha256(p)}
+        record = {**summary, "format": RECORD_FORMAT, "files": files}
+        record["record_sha256"] = _record_digest(record)
+        atomic_write_text(self.path / "DONE", json.dumps(record, sort_keys=True, indent=1) + "\n")
+        if hook is not None:
+            hook("done-written")
+        for name in ("resume.safetensors", "metrics.partial.csv", "probes.partial.csv"):
             with contextlib.suppress(FileNotFoundError):
                 (self.path / name).unlink()
 
@@ -169,7 +336,11 @@ class RunDir:
         path = self.path / ("metrics.csv" if self.done else "metrics.partial.csv")
         if not path.exists():
             return pd.DataFrame(columns=list(METRIC_FIELDS))
-        return pd.DataFrame(csv_to_rows(path.read_text()), columns=list(METRIC_FIELDS))
+        try:
+            rows = csv_to_rows(path.read_bytes().decode())
+        except (UnicodeDecodeError, ValueError, KeyError, TypeError, csv.Error) as e:
+            raise RunDamaged(f"run {self.key}: {path.name} is not readable ({type(e).__name__})") from None
+        return pd.DataFrame(rows, columns=list(METRIC_FIELDS))
 
 
 class Store:
@@ -180,6 +351,12 @@ class Store:
         return RunDir(self.root, key)
 
     def runs(self) -> list[RunDir]:
+        """Every run directory that holds more than a lock (damaged ones included: ask their health)."""
         if not self.root.is_dir():
             return []
-        return [RunDir(self.root, p.name) for p in sorted(self.root.iterdir()) if (p / "spec.json").exists()]
+        out = []
+        for p in sorted(self.root.iterdir()):
+            if KEY_RE.match(p.name) and p.is_dir() and any(
+                    c.name != ".lock" and not c.name.endswith(".tmp") for c in p.iterdir()):
+                out.append(RunDir(self.root, p.name))
+        return out

@@ -9,6 +9,7 @@ an uninterrupted one.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import sys
@@ -22,7 +23,8 @@ from torch.nn import functional as F
 from ..data import augment, batch_indices, iterations_per_epoch, load_data
 from ..models import create_model
 from ..spec import Spec
-from ..store import RunDir, Store, tensor_digest
+from ..spec import SpecError
+from ..store import RunDir, Store, notice, tensor_digest
 from .optim import load_optimizer_tensors, lr_at, make_optimizer, optimizer_tensors
 
 
@@ -77,6 +79,8 @@ class TrainOptions:
     data_workers: int | None = None  # DataLoader workers for streamed datasets (ImageNet); None: min(8, cores)
     compile: bool = False            # torch.compile the training forward pass (sequential engine)
     on_iteration: Callable[[RunDir, int], None] | None = None  # called after each step (tests, probes)
+    on_event: Callable[[RunDir, str], None] | None = None      # called at "finishing" (last checkpoint written),
+                                                               # "metrics-written", "done-written" (fault tests)
 
 
 def dtype_of(spec: Spec) -> torch.dtype:
@@ -91,10 +95,13 @@ def autocast(spec: Spec, device: torch.device):
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name not in ("cpu", "cuda") and not name.startswith("cuda:"):
-        raise ValueError(f"--device: {name!r} is not allowed; choose cpu, cuda or auto")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available on this machine (use cpu or auto)")
+    if name not in ("cpu", "cuda") and not (name.startswith("cuda:") and name[5:].isdigit()):
+        raise SpecError(f"--device: {name!r} is not allowed; choose cpu, cuda, cuda:N or auto")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise SpecError(f"--device {name}: CUDA is not available on this machine (use cpu or auto)")
+        if ":" in name and int(name[5:]) >= torch.cuda.device_count():
+            raise SpecError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return torch.device(name)
 
 
@@ -180,6 +187,7 @@ def train_member(member: Member, store: Store, opts: TrainOptions) -> RunDir:
     with run.lock():
         if run.done:  # another process finished it while we waited
             return run
+        run.reset_if_damaged()
         _train_locked(member, run, opts)
     return run
 
@@ -201,23 +209,59 @@ class Prepared:
     total: int
 
 
-def prepare(members: list[Member], runs: list[RunDir], opts: TrainOptions) -> Prepared:
-    spec = members[0].spec
+@functools.lru_cache(maxsize=32)
+def _prunable_names(model_spec, input_shape, classes) -> tuple[str, ...]:
+    return tuple(create_model(model_spec, input_shape, classes, seed=0).prunable())
+
+
+def check_spec(spec: Spec, opts: TrainOptions, starts: tuple[int, ...] = (0,)) -> tuple[object, int, int]:
+    """Every check that the spec, the options and the model's shapes allow, before anything is
+    written: device, data, batch size, augmentation, pruning names, start points. Settings that a
+    shortened schedule makes moot (milestones, warmup, evaluation points past the end) give a
+    one-line warning. Returns (data, iterations per epoch, total iterations)."""
+    resolve_device(opts.device)
     data = load_data(spec.data, opts.data_root)
     streaming = getattr(data, "streaming", False)
     allowed = ("none", "random_resized_crop") if streaming else ("none", "crop_flip")
     if spec.data.augment not in allowed:
-        raise ValueError(f"data.augment: {spec.data.augment!r} is not available for {spec.data.name}; "
-                         f"choose {' or '.join(allowed)}")
+        raise SpecError(f"data.augment: {spec.data.augment!r} is not available for {spec.data.name}; "
+                        f"choose {' or '.join(allowed)}")
+    n, bs = len(data.y_train), spec.data.batch_size
+    if bs > n:
+        raise SpecError(f"data.batch_size: {bs} is larger than the training set ({n} examples of {spec.data.name})")
+    ipe = iterations_per_epoch(n, bs)
+    total = spec.train.steps.iterations(ipe)
+    if total > MAX_ITERATIONS:
+        raise SpecError(f"train.steps: {spec.train.steps} is {total:,} iterations; at most {MAX_ITERATIONS:,} are allowed")
+    for start in starts:
+        if start > total:
+            raise SpecError(f"a member starts at {start}it, after the end of training ({total}it)")
+    names = _prunable_names(spec.model, tuple(data.input_shape), data.num_classes)
+    unknown = [x for x in spec.prune.exclude if x not in names]
+    if unknown:
+        raise SpecError(f"prune.exclude: {', '.join(unknown)} not prunable tensors of {spec.model.name}; "
+                        f"they are: {', '.join(names)}")
+    t = spec.train
+    for label, steps in (("train.milestones", t.milestones), ("train.eval_at", t.eval_at),
+                         ("train.checkpoints", t.checkpoints), ("train.warmup", (t.warmup,) if t.warmup.it or t.warmup.ep else ())):
+        late = [str(s) for s in steps if s.iterations(ipe) > total]
+        if late:
+            notice(f"{label}: {', '.join(late)} after the end of training ({total}it) has no effect")
+    return data, ipe, total
+
+
+# The largest number of iterations a run may ask for (an epoch count is converted first).
+MAX_ITERATIONS = 10**9
+
+
+def prepare(members: list[Member], runs: list[RunDir], opts: TrainOptions) -> Prepared:
+    spec = members[0].spec
+    data, ipe, total = check_spec(spec, opts, tuple(m.start for m in members))
+    streaming = getattr(data, "streaming", False)
     for m, run in zip(members, runs):
         run.write_spec(m.spec_doc(), {"kind": m.kind, "preset": m.preset, "member": m.index, **m.origin})
     device, dtype = resolve_device(opts.device), dtype_of(spec)
     n, bs = len(data.y_train), spec.data.batch_size
-    ipe = iterations_per_epoch(n, bs)
-    total = spec.train.steps.iterations(ipe)
-    for m in members:
-        if m.start > total:
-            raise ValueError(f"member starts at {m.start}it, after the end of training ({total}it)")
     if streaming:
         return Prepared(data, device, dtype, None, None, None, None, n, bs, ipe, total)
     return Prepared(data, device, dtype, data.x_train.to(device, dtype), data.y_train.to(device),
@@ -311,6 +355,7 @@ def _train_locked(member: Member, run: RunDir, opts: TrainOptions) -> None:
             rows.append({"step": it, "split": split, "metric": "accuracy", "value": acc})
 
     model.train()
+    diverged, last_loss = None, None
     forward = torch.compile(model) if opts.compile else model
     batches = training_batches(pr, spec, iteration, opts)
     while True:
@@ -328,6 +373,10 @@ def _train_locked(member: Member, run: RunDir, opts: TrainOptions) -> None:
         xb, yb = next(batches)
         with autocast(spec, device):
             loss = F.cross_entropy(forward(xb), yb)
+        if not torch.isfinite(loss):  # divergence is a result: the member stops here (see Divergence)
+            diverged = divergence(iteration, last_loss)
+            break
+        last_loss = loss.detach()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if masked:
@@ -364,19 +413,36 @@ def _train_locked(member: Member, run: RunDir, opts: TrainOptions) -> None:
     if recorder is not None:
         from ..analysis.probes import write_probes
 
-        write_probes(run, recorder.finish())
+        # a diverged run has no final weights: only the gradient rows are kept
+        write_probes(run, recorder.finish() if diverged is None else recorder.rows)
 
     _finish(run, rows, total, member.start, round(time.time() - started, 3), device,
-            engine="sequential+compile" if opts.compile else "sequential")
+            engine="sequential+compile" if opts.compile else "sequential", diverged=diverged, opts=opts)
 
 
-def _finish(run: RunDir, rows: list[dict], total: int, start: int, seconds: float, device, engine: str) -> None:
+def divergence(iteration: int, last_loss) -> dict:
+    """The record of a member whose training loss became non-finite at ``iteration``."""
+    return {"diverged_at": iteration, "last_finite_loss": None if last_loss is None else float(last_loss)}
+
+
+def _finish(run: RunDir, rows: list[dict], total: int, start: int, seconds: float, device, engine: str,
+            diverged: dict | None = None, opts: TrainOptions | None = None) -> None:
+    hook = None
+    if opts is not None and opts.on_event is not None:
+        opts.on_event(run, "finishing")
+        hook = functools.partial(opts.on_event, run)
     final = {f"{r['split']}_{r['metric']}": r["value"] for r in rows if r["step"] == total}
-    run.finish(rows, {
+    summary = {
         "iterations": total, "start": start, "seconds": seconds, "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch": torch.__version__, "engine": engine, "final": final,
-    })
+    }
+    if diverged is not None:
+        summary.update(status="diverged", **diverged)
+        last = diverged["last_finite_loss"]
+        notice(f"run {run.key} diverged: its training loss was not finite at iteration {diverged['diverged_at']} "
+               f"(last finite loss {'-' if last is None else f'{last:.4g}'}); stored as diverged")
+    run.finish(rows, summary, hook)
 
 
 def train_population(members: list[Member], store: Store | None = None,
@@ -390,6 +456,7 @@ def train_population(members: list[Member], store: Store | None = None,
             if m.spec.model != ref.model or m.spec.train != ref.train or m.spec.data != ref.data:
                 raise ValueError("members of one population must share data, model and training fields; "
                                  "only seeds, starting weights and masks may differ")
+        check_spec(ref, opts, tuple(m.start for m in members))
     pending = [m for m in members if not store.run(m.key).done]
     if choose_engine(pending, opts) == "vectorised":
         from .vectorised import train_vectorised

@@ -26,7 +26,7 @@ from .. import rng
 from ..data import augment, iterations_per_epoch
 from ..models import create_model
 from ..store import RunDir, Store
-from .loop import Member, TrainOptions, _finish, _progress_enabled, autocast, prepare, schedule_points
+from .loop import Member, TrainOptions, _finish, _progress_enabled, autocast, divergence, prepare, schedule_points
 from .optim import lr_at
 
 
@@ -209,6 +209,8 @@ def train_vectorised(members: list[Member], store: Store, opts: TrainOptions) ->
         for key in sorted(todo):  # one lock order for every process: no deadlock
             locks.enter_context(runs[todo[key]].lock())
         chosen = [i for i in todo.values() if not runs[i].done]
+        for i in chosen:
+            runs[i].reset_if_damaged()
         # Stacks of more than ~16 small members spill out of the caches: beyond that, train
         # the population in chunks (a member's result does not depend on its companions).
         size = max(1, opts.chunk)
@@ -278,6 +280,7 @@ def _train_locked(members: list[Member], runs: list[RunDir], opts: TrainOptions)
 
         bar = tqdm(total=total, initial=min(positions), desc=f"{members[0].kind} x{k}", leave=False, unit="it")
     t = min(positions)
+    last_loss = torch.full((k,), float("nan"), dtype=torch.float64, device=device)  # NaN: none yet
     while True:
         here = [i for i in range(k) if positions[i] == t]
         to_eval = [i for i in here if t in points[i][0]]
@@ -293,7 +296,20 @@ def _train_locked(members: list[Member], runs: list[RunDir], opts: TrainOptions)
             break
         if here:
             with autocast(spec, device):
-                _step(stack, opt, here, t, lr_at(spec.train, t, ipe), orders, x_train, y_train, device)
+                losses = _step(stack, opt, here, t, lr_at(spec.train, t, ipe), orders, x_train, y_train, device)
+                bad = [here[j] for j in (~torch.isfinite(losses)).nonzero().flatten().tolist()]
+                if bad:  # divergence is a result: those members stop, the others take this step again
+                    for i in bad:
+                        positions[i] = None
+                        last = last_loss[i].item()
+                        _finish(runs[i], rows[i], total, members[i].start, round(time.time() - started, 3), device,
+                                engine=f"vectorised(K={k})", diverged=divergence(t, None if last != last else last),
+                                opts=opts)
+                    here = [i for i in here if i not in bad]
+                    losses = _step(stack, opt, here, t, lr_at(spec.train, t, ipe), orders, x_train, y_train,
+                                   device) if here else losses[:0]
+            if here:
+                last_loss.index_copy_(0, torch.tensor(here, device=device), losses.detach().to(last_loss.dtype))
             for i in here:
                 positions[i] = t + 1
                 if opts.on_iteration is not None:
@@ -309,7 +325,8 @@ def _train_locked(members: list[Member], runs: list[RunDir], opts: TrainOptions)
         bar.close()
     seconds = round(time.time() - started, 3)
     for i, m in enumerate(members):
-        _finish(runs[i], rows[i], total, m.start, seconds, device, engine=f"vectorised(K={k})")
+        if positions[i] is not None:
+            _finish(runs[i], rows[i], total, m.start, seconds, device, engine=f"vectorised(K={k})", opts=opts)
 
 
 def cross_entropy(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -321,24 +338,28 @@ def cross_entropy(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def _gradient(stack: Stack, flat: torch.Tensor, kk: int, buffers: dict, xb: torch.Tensor,
-              yb: torch.Tensor) -> torch.Tensor:
-    """Flat gradient of sum over members of each member's mean loss on its batch."""
+              yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flat gradient of sum over members of each member's mean loss on its batch, and those losses."""
     if stack.template.hand_differentiated and not torch.is_autocast_enabled(flat.device.type):
         grad = torch.empty_like(flat)
-        stack.template.stacked_grad(stack.views(flat, kk), xb, yb, stack.views(grad, kk))
-        return grad
+        losses = stack.template.stacked_grad(stack.views(flat, kk), xb, yb, stack.views(grad, kk))
+        return grad, losses
     leaves = [v.requires_grad_(True) for v in stack.views(flat, kk).values()]
     try:
         out = _forward(stack, dict(zip(stack.names, leaves)), buffers, xb)
-        loss = cross_entropy(out, yb).mean(1).sum()
-        return torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, leaves)])
+        losses = cross_entropy(out, yb).mean(1)
+        grads = torch.autograd.grad(losses.sum(), leaves)
+        return torch.cat([g.reshape(-1) for g in grads]), losses.detach()
     finally:
         for v in leaves:
             v.requires_grad_(False)
 
 
 def _step(stack: Stack, opt: StackedOptimizer, here: list[int], t: int, lr: float, orders: Orders,
-          x_train, y_train, device) -> None:
+          x_train, y_train, device) -> torch.Tensor:
+    """One optimizer step for the members ``here``; returns their losses on this step's batches.
+    A member whose loss is not finite makes the step a no-op for all: the caller drops it and
+    steps again (a member's result does not depend on its companions)."""
     everyone = len(here) == stack.k
     idx = None if everyone else torch.tensor(here, device=device)
     kk = len(here)
@@ -349,7 +370,12 @@ def _step(stack: Stack, opt: StackedOptimizer, here: list[int], t: int, lr: floa
     yb = y_train.index_select(0, batches.reshape(-1)).view(batches.shape)
     if orders.augment != "none":
         xb = torch.stack([augment.apply(orders.augment, xb[j], orders.augment_seeds[i], t) for j, i in enumerate(here)])
-    grad = _gradient(stack, flat, kk, buffers, xb, yb)
+    saved = {n: b.clone() for n, b in buffers.items()}  # BatchNorm statistics, restored if the step is void
+    grad, losses = _gradient(stack, flat, kk, buffers, xb, yb)
+    if not torch.isfinite(losses).all():
+        for n, b in saved.items():
+            buffers[n].copy_(b)
+        return losses
     with torch.no_grad():
         mask = None if stack.mask is None else (stack.mask if everyone else stack.gather(stack.mask, idx))
         if mask is not None:
@@ -370,3 +396,4 @@ def _step(stack: Stack, opt: StackedOptimizer, here: list[int], t: int, lr: floa
                 stack.scatter(opt.state[key], idx, part)
             for n, bt in buffers.items():
                 stack.buffers[n].index_copy_(0, idx, bt)
+    return losses
