@@ -72,12 +72,12 @@ def test_missing_damaged_and_mismatched_trees_give_clear_errors(tmp_path, capsys
     args = ["train", "--preset", "imagenet_resnet_50", "--set", "model.name=imagenet_resnet_18",
             "--set", "data.image_size=32", "--set", "data.batch_size=12", "--set", "train.steps=2it",
             "--data-workers", "0", "--data-root", str(root), "--root", str(tmp_path / "runs"), "--quiet"]
-    assert main(args) == 2
+    assert main(args) == 1  # a damaged dataset file: the environment, exit 1
     err = capsys.readouterr().err
     assert victim.name in err and "Traceback" not in err
-    assert main(args[:-5] + ["--data-root", str(tmp_path / "nowhere"), "--root", str(tmp_path / "runs")]) == 2
+    assert main(args[:-5] + ["--data-root", str(tmp_path / "nowhere"), "--root", str(tmp_path / "runs")]) == 1
     assert "image-net.org" in capsys.readouterr().err
-    assert main(["data", "download", "imagenet", "--data-root", str(tmp_path / "nowhere")]) == 2
+    assert main(["data", "download", "imagenet", "--data-root", str(tmp_path / "nowhere")]) == 1
     assert "cannot be downloaded automatically" in capsys.readouterr().err
 
 

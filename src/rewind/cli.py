@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
 import sys
 import textwrap
+import warnings
 
 from .presets import PRESETS
 from .spec import SpecError, field_help, parse_assignments
-from .store import CheckpointError
+from .store import CheckpointError, RewindWarning, RunDamaged
 
 
 def _fields_epilog() -> str:
@@ -47,6 +50,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("ls", help="list the runs in the store")
     _common(ls)
+
+    ve = sub.add_parser("verify", help="check every checksum of the store (like git fsck)",
+                        description="Reports each run as ok, damaged (the file and what is wrong) or unfinished, "
+                                    "and each study, instability and linear-model record as ok or damaged. "
+                                    "Exit status 1 when damage remains.")
+    ve.add_argument("--repair", action="store_true",
+                    help="move damaged runs and records to <root>/.damaged/ (they are recomputed when asked for) "
+                         "and remove files left by interrupted writes")
+    _common(ve)
 
     r = sub.add_parser("results", help="print every metric as one tidy table")
     r.add_argument("--format", choices=("csv", "json"), default="csv")
@@ -155,6 +167,9 @@ def _options(args, **extra):
     """TrainOptions from the flags every training command shares."""
     from .train import TrainOptions
 
+    from .train.loop import resolve_device
+
+    resolve_device(args.device)  # refused before anything is written
     if args.workers < 1:
         raise SpecError(f"--workers must be at least 1, got {args.workers}")
     if args.data_workers is not None and args.data_workers < 0:
@@ -464,15 +479,22 @@ def _cmd_train(args) -> int:
 
     if args.replicates < 1:
         raise SpecError(f"--replicates must be at least 1, got {args.replicates}")
+    if args.resume_every < 1:
+        raise SpecError(f"--resume-every must be at least 1 iteration, got {args.resume_every}")
     spec, name = make_spec(args.preset, parse_assignments(args.sets), args.config)
     members = replicate_members(spec, name, args.replicates)
-    opts = _options(args, resume_every=max(1, args.resume_every))
+    opts = _options(args, resume_every=args.resume_every)
     runs = train_population(members, Store(args.root), opts)
     for member, run in zip(members, runs):
-        final = run.summary().get("final", {})
-        print(f"{run.key}  {name or '-'}  member {member.index}  seed {member.spec.seeds.init}  "
-              f"test accuracy {final.get('test_accuracy', float('nan')):.4f}  test loss {final.get('test_loss', float('nan')):.4f}"
-              f"  {run.path}")
+        record = run.summary()
+        if record.get("status") == "diverged":
+            last = record.get("last_finite_loss")
+            outcome = (f"DIVERGED at iteration {record['diverged_at']} "
+                       f"(last finite loss {'-' if last is None else f'{last:.4g}'})")
+        else:
+            final = record["final"]
+            outcome = f"test accuracy {final['test_accuracy']:.4f}  test loss {final['test_loss']:.4f}"
+        print(f"{run.key}  {name or '-'}  member {member.index}  seed {member.spec.seeds.init}  {outcome}  {run.path}")
     return 0
 
 
@@ -486,14 +508,46 @@ def _cmd_ls(args) -> int:
         return 0
     print(f"{'run':<16}  {'kind':<8}  {'preset':<14}  {'status':<8}  {'data':<8}  {'model':<10}  "
           f"{'steps':<8}  {'opt':<4}  {'lr':<7}  {'seed':<4}  test_acc")
+    damaged = 0
     for run in runs:
-        meta, spec = run.meta(), run.spec_doc().get("spec", {})
-        acc = run.summary().get("final", {}).get("test_accuracy")
-        print(f"{run.key:<16}  {str(meta.get('kind')):<8}  {str(meta.get('preset')):<14}  {run.status:<8}  "
-              f"{spec['data']['name']:<8}  {spec['model']['name']:<10}  {spec['train']['steps']:<8}  "
-              f"{spec['train']['optimizer']:<4}  {spec['train']['lr']:<7g}  {spec['seeds']['init']:<4}  "
-              f"{'' if acc is None else f'{acc:.4f}'}")
-    return 0
+        health = run.health()
+        if health.status == "damaged":
+            damaged += 1
+            print(f"{run.key:<16}  {'damaged':<8}  {health.problem}")
+            continue
+        try:
+            meta, spec = run.meta(), run.spec_doc()["spec"]
+            fields = (f"{spec['data']['name']:<8}  {spec['model']['name']:<10}  {spec['train']['steps']:<8}  "
+                      f"{spec['train']['optimizer']:<4}  {spec['train']['lr']:<7g}  {spec['seeds']['init']:<4}")
+        except (RunDamaged, KeyError, TypeError, ValueError):  # an unfinished run's spec is checked when it trains
+            meta, fields = run.meta(), f"{'(spec.json unreadable)':<52}"
+        record = run.summary()
+        acc = record.get("final", {}).get("test_accuracy")
+        shown = f"at {record['diverged_at']}it" if health.status == "diverged" else ("" if acc is None else f"{acc:.4f}")
+        print(f"{run.key:<16}  {str(meta.get('kind', '-')):<8}  {str(meta.get('preset', '-')):<14}  "
+              f"{health.status:<8}  {fields}  {shown}")
+    if damaged:
+        print(f"rewind ls: {damaged} damaged run(s); `rewind verify --repair` moves them aside, and the command "
+              "that made them trains them again", file=sys.stderr)
+    return 1 if damaged else 0
+
+
+def _cmd_verify(args) -> int:
+    from .store import Store
+    from .store.verify import verify_store
+
+    store = Store(args.root)
+    rows = verify_store(store, repair=args.repair)
+    for r in rows:
+        detail = "  ".join(x for x in (r["problem"], r["action"]) if x)
+        print(f"{r['what']:<12}  {r['key']:<20}  {r['status']:<14}  {detail}")
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["status"].split()[0]] = counts.get(r["status"].split()[0], 0) + 1
+    left = sum(1 for r in rows if r["status"] == "damaged" and not r["action"])
+    print(f"{len(rows)} checked in {store.root}: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+          + ("" if not left else f"; {left} damaged (rerun with --repair to move them aside)"))
+    return 1 if left else 0
 
 
 def _cmd_results(args) -> int:
@@ -505,7 +559,7 @@ def _cmd_results(args) -> int:
     else:
         json.dump(df.to_dict(orient="records"), sys.stdout)
         sys.stdout.write("\n")
-    return 0
+    return 1 if df.attrs.get("damaged") else 0
 
 
 def _cmd_data(args) -> int:
@@ -524,24 +578,70 @@ def _cmd_presets(args) -> int:
     return 0
 
 
+def _one_line_warnings() -> None:
+    """rewind's warnings as one line each on stderr, once per message."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"rewind: warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = show
+    warnings.simplefilter("default", RewindWarning)
+
+
+def _os_error(e: OSError) -> str:
+    where = f"{e.filename}: " if e.filename else ""
+    what = e.strerror or str(e)
+    if e.errno == errno.ENOSPC:
+        hint = "free some space and run the same command again (finished work is kept, nothing partial was left)"
+    elif e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        hint = "choose a --root (or --data-root) you can write to, or fix the permissions"
+    elif e.errno == errno.EISDIR:
+        hint = "a directory stands where a file is expected"
+    elif e.errno == errno.ENOTDIR:
+        hint = "a file stands where a directory is expected"
+    else:
+        hint = "check the path and run the same command again"
+    return f"{where}{what}; {hint}"
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Exit status: 0 success; 1 the environment failed (disk full, permissions, missing or damaged
+    dataset files, a damaged store); 2 bad input (refused before anything is written); 130 Ctrl-C."""
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "branch":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     handlers = {"train": _cmd_train, "ls": _cmd_ls, "results": _cmd_results, "presets": _cmd_presets,
                 "lottery": _cmd_lottery, "plot": _cmd_plot, "instability": _cmd_instability, "early": _cmd_early,
-                "linear": _cmd_linear, "data": _cmd_data}
-    try:
-        if args.command == "branch":
-            return _cmd_branch(args, extra)
-        return handlers[args.command](args)
-    except (SpecError, CheckpointError, ValueError) as e:
-        print(f"rewind {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; the run resumes from its last resume point when asked again", file=sys.stderr)
-        return 130
+                "linear": _cmd_linear, "data": _cmd_data, "verify": _cmd_verify}
+    from .data.files import DataError
+
+    with warnings.catch_warnings():
+        _one_line_warnings()
+        try:
+            if args.command == "branch":
+                return _cmd_branch(args, extra)
+            return handlers[args.command](args)
+        except BrokenPipeError:
+            # the reader went away (| head): stop quietly, and keep Python from complaining at exit
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            return 0
+        except (DataError, RunDamaged) as e:
+            print(f"rewind {args.command}: error: {e}", file=sys.stderr)
+            return 1
+        except (SpecError, CheckpointError, ValueError) as e:
+            print(f"rewind {args.command}: error: {e}", file=sys.stderr)
+            return 2
+        except OSError as e:
+            print(f"rewind {args.command}: error: {_os_error(e)}", file=sys.stderr)
+            return 1
+        except MemoryError:
+            print(f"rewind {args.command}: error: out of memory; use a smaller model, batch or population",
+                  file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print("interrupted; the run resumes from its last resume point when asked again", file=sys.stderr)
+            return 130
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import typing
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,7 +66,7 @@ class ModelSpec:
 class TrainSpec:
     optimizer: str = f("sgd", "optimizer", choices=("sgd", "adam"))
     lr: float = f(0.1, "base learning rate", check="positive")
-    momentum: float = f(0.9, "SGD momentum", check="nonneg")
+    momentum: float = f(0.9, "SGD momentum, in [0, 1)", check="unit")
     nesterov: bool = f(False, "Nesterov momentum (SGD)")
     weight_decay: float = f(0.0, "L2 weight decay", check="nonneg")
     betas: tuple[float, ...] = f((0.9, 0.999), "Adam betas (two numbers)")
@@ -205,7 +206,7 @@ def coerce(path: str, tp: Any, value: Any) -> Any:
             if item_tp is Step:
                 return parse_steps(value)
             if isinstance(value, str):
-                value = [v for v in value.split(",") if v.strip()] if value.strip() not in ("", "()") else []
+                value = split_list(value)
             if not isinstance(value, (list, tuple)):
                 value = [value]
             return tuple(coerce(path, item_tp, v) for v in value)
@@ -245,6 +246,10 @@ def _validate(path: str, fl: dataclasses.Field, v: Any) -> None:
         raise SpecError(f"{path}: {v!r} is not allowed; choose one of: {', '.join(map(str, choices))}")
     values = v if isinstance(v, tuple) else (v,)
     for x in values:
+        if isinstance(x, float) and not math.isfinite(x):
+            raise SpecError(f"{path}: must be a finite number, got {v!r}")
+        if check == "unit" and not 0.0 <= x < 1.0:
+            raise SpecError(f"{path}: must lie in [0, 1), got {v!r}")
         if check == "positive" and not x > 0:
             raise SpecError(f"{path}: must be positive, got {v!r}")
         if check == "nonneg" and not x >= 0:
@@ -258,6 +263,16 @@ def _validate(path: str, fl: dataclasses.Field, v: Any) -> None:
                 raise SpecError(f"{path}: unknown model {x!r}; known: {', '.join(model_names())}")
         if check == "rate" and not 0.0 <= x < 1.0:
             raise SpecError(f"{path}: must lie in [0, 1) (0 means: use prune.fraction), got {v!r}")
+
+
+def split_list(text: str) -> list[str]:
+    """'a,b,c' -> ['a', 'b', 'c']; '' or '()' -> []; an empty element ('a,,b', 'a,') is refused."""
+    if text.strip() in ("", "()"):
+        return []
+    items = [v.strip() for v in text.split(",")]
+    if any(not v for v in items):
+        raise ValueError(f"empty element in the list {text!r}; write items separated by single commas")
+    return items
 
 
 def _build_section(name: str, sec_type: type, base: Any, values: dict) -> Any:
@@ -327,7 +342,11 @@ def load_toml(path: str) -> dict:
             return tomllib.load(fh)
     except FileNotFoundError:
         raise SpecError(f"--config: no such file {path!r}") from None
-    except tomllib.TOMLDecodeError as e:
+    except IsADirectoryError:
+        raise SpecError(f"--config: {path!r} is a directory; give a TOML file") from None
+    except PermissionError:
+        raise SpecError(f"--config: {path!r} cannot be read (permission denied)") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise SpecError(f"--config {path}: not valid TOML: {e}") from None
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_STEP_RE = re.compile(r"^(?:(?P<ep>\d+)ep)?(?:(?P<it>\d+)it)?$")
+MAX_COUNT = 10**9  # the most epochs or iterations a step may name
+_STEP_RE = re.compile(r"^(?:(?P<ep>[0-9]+)ep)?(?:(?P<it>[0-9]+)it)?$")
 
 
 @dataclass(frozen=True, order=True)
@@ -22,6 +23,9 @@ class Step:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"Step.{name} must be a non-negative integer, got {value!r}")
+            if value > MAX_COUNT:
+                raise ValueError(f"a step may name at most {MAX_COUNT:,} {'epochs' if name == 'ep' else 'iterations'}, "
+                                 f"got {value:,}")
 
     @classmethod
     def parse(cls, text: "str | int | Step") -> "Step":
@@ -33,7 +37,7 @@ class Step:
         if not isinstance(text, str):
             raise ValueError(f"a step must be a string like '500it', '2ep' or '1ep100it', got {text!r}")
         s = text.strip().replace(" ", "")
-        if s.isdigit():
+        if s.isascii() and s.isdigit():
             return cls(0, int(s))
         m = _STEP_RE.match(s)
         if not s or m is None or (m.group("ep") is None and m.group("it") is None):
@@ -61,7 +65,11 @@ class Step:
 def parse_steps(value: "str | list | tuple") -> tuple[Step, ...]:
     """A list of steps from a list or a comma-separated string (``0it,100it,2ep``)."""
     if isinstance(value, str):
-        items = [v for v in value.split(",") if v.strip()]
+        if value.strip() in ("", "()"):
+            return ()
+        items = [v.strip() for v in value.split(",")]
+        if any(not v for v in items):
+            raise ValueError(f"empty element in the list {value!r}; write steps separated by single commas")
     else:
         items = list(value)
     return tuple(Step.parse(v) for v in items)

@@ -178,6 +178,14 @@ def instability(study, levels: list[int], at=None, *, copies: int = 2, points: i
     """
     if copies < 2:
         raise SpecError(f"--copies must be at least 2, got {copies}")
+    if points < 2:
+        raise SpecError(f"--points must be at least 2 (the two ends), got {points}")
+    if bn_batches < 1:
+        raise SpecError(f"--bn-batches must be at least 1, got {bn_batches}")
+    if replicates is not None and replicates < 1:
+        raise SpecError(f"--replicates must be at least 1, got {replicates}")
+    if min(levels) < 0:
+        raise SpecError(f"--levels must be 0 or more, got {sorted(levels)}")
     opts = options or TrainOptions(quiet=True)
     points_list = list(study.start_points(levels, replicates, at, options=opts))
     for b in baselines:

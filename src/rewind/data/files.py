@@ -103,6 +103,10 @@ def load_idx(name: str, root: Path) -> InMemoryData:
     for split in ("train", "test"):
         if len(arrays[f"{split}_x"]) != len(arrays[f"{split}_y"]):
             raise DataError(f"{name}: {split} images and labels differ in count")
+        labels = arrays[f"{split}_y"]
+        if labels.size and int(labels.max()) >= 10:
+            raise DataError(f"{name}: {paths[f'{split}_y']}: label {int(labels.max())} is out of range (0-9); "
+                            "the file is damaged or not this dataset's: obtain it again")
     to_x = lambda a: _normalise(torch.from_numpy(a.copy()).float().unsqueeze(1) / 255.0, name)  # noqa: E731
     return InMemoryData(name, to_x(arrays["train_x"]), torch.from_numpy(arrays["train_y"].astype(np.int64)),
                         to_x(arrays["test_x"]), torch.from_numpy(arrays["test_y"].astype(np.int64)), num_classes=10)

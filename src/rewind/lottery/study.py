@@ -23,13 +23,12 @@ import torch
 
 from .. import rng
 from ..api import replicate_spec
-from ..data import iterations_per_epoch, load_data
 from ..models import create_model
 from ..prune.masks import Mask, density, full_mask, magnitude_prune
 from ..spec import PruneSpec, Spec, SpecError
 from ..step import Step
 from ..store import RunDir, Store, atomic_write_text
-from ..train import Member, TrainOptions, train_population
+from ..train import Member, TrainOptions, check_spec, train_population
 from .branches import BranchInput, coerce_params, get_branch
 
 
@@ -57,9 +56,8 @@ class Study:
         if not self.rewind_steps:
             raise SpecError("--rewind: give at least one rewind step, e.g. 0it,100it,500it")
         self.rewind_steps = tuple(sorted(set(self.rewind_steps), key=lambda s: (s.ep, s.it)))
-        data = load_data(self.spec.data, self.data_root)
-        self.ipe = iterations_per_epoch(len(data.y_train), self.spec.data.batch_size)
-        self.total = self.spec.train.steps.iterations(self.ipe)
+        # everything checkable is checked before the dense run is trained
+        data, self.ipe, self.total = check_spec(self.spec, TrainOptions(data_root=self.data_root))
         self._input_shape, self._classes = data.input_shape, data.num_classes
         for k in self.rewind_steps:
             if k.iterations(self.ipe) >= self.total:

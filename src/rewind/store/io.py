@@ -1,6 +1,7 @@
 """Atomic file writes and verified safetensors checkpoints."""
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -72,7 +73,15 @@ def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
 def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], **meta: str) -> None:
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     metadata = {"format": FORMAT, "sha256": tensor_digest(tensors), **{k: str(v) for k, v in meta.items()}}
-    _atomic(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+
+    def write(tmp):
+        try:
+            save_file(tensors, tmp, metadata=metadata)
+        except SafetensorError as e:  # safetensors reports OS failures (a full disk) as its own error
+            code = errno.ENOSPC if "No space left" in str(e) else errno.EIO
+            raise OSError(code, os.strerror(code), str(path)) from e
+
+    _atomic(path, write)
 
 
 def load_checkpoint(path: str | os.PathLike, *, run: str | None = None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

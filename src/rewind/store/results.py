@@ -10,27 +10,51 @@ import json
 
 import pandas as pd
 
-from .runs import Store
+from .runs import RunDamaged, Store, notice
 
 COLUMNS = ["run", "kind", "preset", "member", "seed", "step", "split", "metric", "value"]
 LABELS = ["study", "replicate", "level", "density", "rewind_step", "rewind_iteration", "branch", "branch_params",
-          "copy", "pair", "alpha", "bn_reset", "layer", "model", "device", "precision", "engine"]
+          "copy", "pair", "alpha", "bn_reset", "layer", "model", "device", "precision", "engine", "status"]
 
 
-def _study_records(store: Store) -> list[dict]:
+class _Damage(dict):
+    """{what: problem} collected while reading a store; every entry is also a warning."""
+
+    def add(self, what: str, problem: str) -> None:
+        self[what] = problem
+        notice(f"{what} is damaged ({problem}); left out of the results (rewind verify --repair moves it aside)")
+
+
+def _read_json(path) -> dict:
+    doc = json.loads(path.read_bytes().decode())
+    if not isinstance(doc, dict):
+        raise ValueError("not a JSON object")
+    return doc
+
+
+def _read_csv(path) -> pd.DataFrame:
+    import io
+
+    return pd.read_csv(io.StringIO(path.read_bytes().decode()))
+
+
+def _study_records(store: Store, damage: _Damage | None = None) -> list[dict]:
     folder = store.root / "studies"
     if not folder.is_dir():
         return []
     records = []
     for path in sorted(folder.glob("*.json")):
         try:
-            records.append(json.loads(path.read_text()))
-        except json.JSONDecodeError:
-            continue
+            rec = _read_json(path)
+            rec["key"], rec.get("runs", {}).items()
+            records.append(rec)
+        except (OSError, ValueError, KeyError, AttributeError) as e:
+            if damage is not None:
+                damage.add(f"study record {path}", type(e).__name__)
     return records
 
 
-def _instability_frames(store: Store, runs: dict) -> list[pd.DataFrame]:
+def _instability_frames(store: Store, runs: dict, damage: _Damage) -> list[pd.DataFrame]:
     """Interpolation rows (kind "instability"): step is the copies' final iteration, member
     and seed those of the first copy, metrics loss/error along the path (alpha) and the
     summaries instability and loss_barrier (alpha empty)."""
@@ -40,9 +64,13 @@ def _instability_frames(store: Store, runs: dict) -> list[pd.DataFrame]:
             path = store.root / "instability" / key / "rows.csv"
             if not path.exists():
                 continue
-            df = pd.read_csv(path)
-            settings = json.loads((path.parent / "settings.json").read_text())
-            first = runs.get(settings["a"])
+            try:
+                df = _read_csv(path)
+                settings = _read_json(path.parent / "settings.json")
+                first = runs.get(settings["a"])
+            except (OSError, ValueError, KeyError) as e:
+                damage.add(f"instability record {path.parent}", type(e).__name__)
+                continue
             spec = first.spec_doc().get("spec", {}) if first else {}
             df.insert(0, "run", key)
             df.insert(1, "kind", "instability")
@@ -56,18 +84,24 @@ def _instability_frames(store: Store, runs: dict) -> list[pd.DataFrame]:
             df["device"] = first.summary().get("device") if first else None
             df["engine"] = first.summary().get("engine") if first else None
             df["precision"] = spec.get("train", {}).get("precision", "float32")
+            df["status"] = "done"
             frames.append(df)
     return frames
 
 
-def _linear_frames(store: Store) -> list[pd.DataFrame]:
+def _linear_frames(store: Store, damage: _Damage) -> list[pd.DataFrame]:
     """Network-against-linear-model rows (kind "linear"): model is network, linear or both
     (output_distance)."""
     frames = []
     folder = store.root / "linear"
     for rows in sorted(folder.glob("*/rows.csv")) if folder.is_dir() else []:
-        meta = json.loads((rows.parent / "meta.json").read_text())
-        df = pd.read_csv(rows)
+        try:
+            meta = _read_json(rows.parent / "meta.json")
+            df = _read_csv(rows)
+            meta["spec"]["seeds"]["init"], meta["spec"]["train"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            damage.add(f"linear-model record {rows.parent}", type(e).__name__)
+            continue
         df.insert(0, "run", rows.parent.name)
         df.insert(1, "kind", "linear")
         df.insert(2, "preset", meta.get("preset"))
@@ -77,15 +111,25 @@ def _linear_frames(store: Store) -> list[pd.DataFrame]:
         df["device"] = meta.get("device", "cpu")
         df["engine"] = "linear"
         df["precision"] = meta["spec"]["train"].get("precision", "float32")
+        df["status"] = "done"
         frames.append(df)
     return frames
 
 
 def results_table(store: Store) -> pd.DataFrame:
+    """Every finished run's metrics, tidy. Damaged runs and records are left out, each with a
+    warning; ``table.attrs["damaged"]`` maps what was left out to its problem."""
     frames = []
-    runs = {run.key: run for run in store.runs() if run.done}
+    damage = _Damage()
+    runs, status = {}, {}
+    for run in store.runs():
+        health = run.health()
+        if health.status == "damaged":
+            damage.add(f"run {run.key}", health.problem)
+        elif health.finished:
+            runs[run.key], status[run.key] = run, health.status
     labelled: dict[str, list[dict]] = {}
-    for rec in _study_records(store):
+    for rec in _study_records(store, damage):
         for key, labels in rec.get("runs", {}).items():
             labelled.setdefault(key, []).append({**labels, "preset": rec.get("preset"), "study": rec["key"]})
     metrics_cache = {}
@@ -99,11 +143,14 @@ def results_table(store: Store) -> pd.DataFrame:
 
     for key, run in runs.items():
         meta = run.meta()
-        spec = run.spec_doc().get("spec", {})
+        try:
+            spec = run.spec_doc().get("spec", {})
+            m = metrics_cache[key] = run_rows(run)
+        except (RunDamaged, OSError, ValueError) as e:  # changed since its health was read
+            damage.add(f"run {key}", str(e))
+            continue
         for labels in labelled.get(key, [meta]):
-            m = metrics_cache.get(key)
-            if m is None:
-                m = metrics_cache[key] = run_rows(run)
+            m = metrics_cache[key]
             if m.empty:
                 continue
             m = m.copy()
@@ -118,14 +165,18 @@ def results_table(store: Store) -> pd.DataFrame:
             m["device"] = run.summary().get("device")
             m["engine"] = run.summary().get("engine")
             m["precision"] = spec.get("train", {}).get("precision", "float32")
+            m["status"] = status[key]
             for col in ("layer", "model"):
                 if col not in m.columns:
                     m[col] = None
             frames.append(m)
-    frames.extend(_instability_frames(store, runs))
-    frames.extend(_linear_frames(store))
+    frames.extend(_instability_frames(store, runs, damage))
+    frames.extend(_linear_frames(store, damage))
     if not frames:
-        return pd.DataFrame(columns=COLUMNS + LABELS)
-    df = pd.concat(frames, ignore_index=True)
-    return df.reindex(columns=COLUMNS + LABELS).sort_values(["study", "run", "step", "split", "metric"], kind="stable",
-                                            na_position="first").reset_index(drop=True)
+        df = pd.DataFrame(columns=COLUMNS + LABELS)
+    else:
+        df = pd.concat(frames, ignore_index=True)
+        df = df.reindex(columns=COLUMNS + LABELS).sort_values(["study", "run", "step", "split", "metric"], kind="stable",
+                                                 na_position="first").reset_index(drop=True)
+    df.attrs["damaged"] = dict(damage)
+    return df
