@@ -31,9 +31,16 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--root", default=None, help="run store directory (default: $REWIND_ROOT or ./runs)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a refusal is one line (and exit 2) like every other refusal of rewind."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rewind", description="Lottery-ticket and early-phase-of-training experiments.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="rewind", description="Lottery-ticket and early-phase-of-training experiments.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     t = sub.add_parser("train", help="train a preset (returned from the store if already trained)",
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_fields_epilog())
@@ -222,11 +229,14 @@ def _print_summary(table) -> None:
     s = lottery_summary(table)
     if s.empty:
         return
-    print(f"{'branch':<28} {'rewind':>8} {'level':>5} {'density%':>9} {'test acc (mean ± std)':>24} {'n':>3}")
+    div = bool(s["diverged"].sum())
+    print(f"{'branch':<28} {'rewind':>8} {'level':>5} {'density%':>9} {'test acc (mean ± std)':>24} {'n':>3}"
+          + ("  diverged" if div else ""))
     for row in s.itertuples():
         name = (row.branch + " " + format_params(row.branch_params)).strip()
         print(f"{name:<28} {row.rewind_step:>8} {int(row.level):>5} {100 * row.density:>9.2f} "
-              f"{100 * row.mean:>14.2f} ± {100 * row.std:<6.2f} {int(row.n):>3}")
+              f"{100 * row.mean:>14.2f} ± {100 * row.std:<6.2f} {int(row.n):>3}"
+              + (f"  {int(row.diverged):>8}" if div else ""))
 
 
 def _cmd_lottery(args) -> int:
@@ -339,7 +349,8 @@ def _print_instability(table) -> None:
         name = (branch + " " + format_params(params)).strip()
         end_acc = 100 * (1 - ends.get((branch, level, k_it), float("nan")))
         print(f"{name:<24} {int(level):>5} {100 * tr.density:>9.2f} {k:>8} {100 * tr['mean']:>9.2f} ± {100 * tr['std']:<5.2f}"
-              f" {100 * te['mean']:>9.2f} ± {100 * te['std']:<5.2f} {end_acc:>15.2f}")
+              f" {100 * te['mean']:>9.2f} ± {100 * te['std']:<5.2f} {end_acc:>15.2f}"
+              + (f"  ({int(te['diverged'])} pair(s) with a diverged copy)" if te["diverged"] else ""))
 
 
 def _cmd_early(args) -> int:

@@ -28,7 +28,7 @@ from torch import nn
 from ..data import batch_indices, load_data
 from ..models import create_model
 from ..spec import SpecError
-from ..store import RunDir, atomic_write_text
+from ..store import RunDir, atomic_write_text, notice
 from ..train import Member, TrainOptions, train_population
 from ..train.loop import dtype_of, evaluate_batches, resolve_device, streamed_batches, tensor_batches
 
@@ -210,8 +210,23 @@ def instability(study, levels: list[int], at=None, *, copies: int = 2, points: i
     for p_i, pt in enumerate(points_list):
         copy_runs = runs[p_i * copies:(p_i + 1) * copies]
         for (i, a), (j, b) in itertools.combinations(enumerate(copy_runs), 2):
+            if a.diverged or b.diverged:
+                frames.append(_diverged_pair(pt, f"{i}-{j}", bn_reset))
+                continue
             frames.append(_pair(study, pt, f"{i}-{j}", a, b, points, bn_reset, bn_batches, opts))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _diverged_pair(pt, pair: str, bn_reset: bool) -> pd.DataFrame:
+    """A pair with a diverged copy has no path: NaN instability rows with status "diverged"."""
+    notice(f"instability: copy pair {pair} at level {pt.labels['level']}, rewind {pt.labels['rewind_step']}, "
+           f"replicate {pt.labels['replicate']} has a diverged copy; no path is interpolated")
+    out = pd.DataFrame([{"alpha": None, "split": split, "metric": metric, "value": float("nan")}
+                        for split in ("train", "test") for metric in ("instability", "loss_barrier")])
+    for k_, v in {**pt.labels, "pair": pair, "bn_reset": bn_reset}.items():
+        out[k_] = v
+    out["kind"], out["status"] = "instability", "diverged"
+    return out
 
 
 def _pair(study, pt, pair: str, a: RunDir, b: RunDir, points: int, bn_reset: bool, bn_batches: int,

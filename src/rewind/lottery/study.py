@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import zlib
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 
 from .. import rng
@@ -27,9 +29,23 @@ from ..models import create_model
 from ..prune.masks import Mask, density, full_mask, magnitude_prune
 from ..spec import PruneSpec, Spec, SpecError
 from ..step import Step
-from ..store import RunDir, Store, atomic_write_text
+from ..store import RunDamaged, RunDir, Store, atomic_write_text, notice
 from ..train import Member, TrainOptions, check_spec, train_population
 from .branches import BranchInput, coerce_params, get_branch
+
+
+def _retrain_damaged(method):
+    """A finished run whose checkpoint turns out damaged when loaded is moved aside (RunDamaged):
+    go through the plan again, which trains it again and uses the new one."""
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        for attempt in range(3):
+            try:
+                return method(*args, **kwargs)
+            except RunDamaged:
+                if attempt == 2:
+                    raise
+    return wrapper
 
 
 @dataclass
@@ -175,6 +191,7 @@ class Study:
         """Runs of levels 0..levels of one chain (trains whatever is missing, level by level)."""
         return self.run(levels, replicates=replicate + 1, options=options, only=(replicate, rewind))
 
+    @_retrain_damaged
     def run(self, levels: int, replicates: int = 1, options: TrainOptions | None = None,
             only: tuple[int, Step] | None = None) -> dict[tuple[int, str, int], RunDir]:
         """Train (or find) every level up to ``levels`` for every replicate and rewind step.
@@ -192,11 +209,16 @@ class Study:
             self.store, opts)))
         out = {(r, str(k), 0): dense[r] for r in reps for k in rewinds}
         index = {dense[r].key: {"kind": "lottery", **self._labels(r, 0, None, "none", None)} for r in reps}
-        rewound = {(r, str(k)): dense[r].weights(k.iterations(self.ipe)) for r in reps for k in rewinds}
+        # A diverged run ends its chain: there are no final weights to prune from (said once per chain).
+        ended = {(r, str(k)) for r in reps for k in rewinds if dense[r].diverged}
+        rewound = {(r, str(k)): dense[r].weights(k.iterations(self.ipe)) for r in reps for k in rewinds
+                   if (r, str(k)) not in ended}
         for level in range(1, levels + 1):
-            members = []
+            members, chains = [], []
             for r in reps:
                 for k in rewinds:
+                    if (r, str(k)) in ended:
+                        continue
                     prev = out[(r, str(k), level - 1)]
                     mask = magnitude_prune(prev.weights(self.total), self._mask_of(prev), self.spec.prune, level,
                                            self.kind_of)
@@ -204,10 +226,17 @@ class Study:
                                           index=len(members), init=rewound[(r, str(k))], mask=mask,
                                           start=k.iterations(self.ipe),
                                           origin=self._labels(r, level, k, "none", mask)))
-            for member, (r, k), run in zip(members, [(r, k) for r in reps for k in rewinds],
-                                           train_population(members, self.store, opts)):
+                    chains.append((r, k))
+            for member, (r, k), run in zip(members, chains, train_population(members, self.store, opts)):
                 out[(r, str(k), level)] = run
                 index[run.key] = {"kind": "lottery", **member.origin}
+                if run.diverged:
+                    ended.add((r, str(k)))
+        for r, k in sorted(ended):
+            last = max(lv for (r2, k2, lv) in out if (r2, k2) == (r, k))
+            if last < levels:
+                notice(f"study {self.key}: replicate {r}, rewind {k} diverged at level {last}; "
+                       f"levels {last + 1}-{levels} of that chain are not trained")
         if only is None:
             self._update_record(levels=levels, replicates=replicates, runs=index)
         else:
@@ -223,6 +252,7 @@ class Study:
         return magnitude_prune(prev.weights(self.total), self._mask_of(prev), self.spec.prune, level, self.kind_of)
 
     # ---- branches ------------------------------------------------------
+    @_retrain_damaged
     def start_points(self, levels: list[int], replicates: int | None = None, rewinds: tuple[Step, ...] | None = None,
                      branch: str | None = None, params: dict | None = None,
                      options: TrainOptions | None = None) -> list["StartPoint"]:
@@ -249,6 +279,8 @@ class Study:
                 dense = chains[(r, str(rewinds[0]), 0)]
                 for k in rewinds:
                     k_it = k.iterations(self.ipe)
+                    if level > 0 and ((r, str(k), level - 1) not in chains or chains[(r, str(k), level - 1)].diverged):
+                        continue  # the chain diverged before this level (run() said so)
                     spec, weights = self.level_spec(r), dense.weights(k_it)
                     mask = None
                     if level > 0:
@@ -265,6 +297,7 @@ class Study:
                     points.append(StartPoint((r, str(k), level), spec, weights, mask, k_it, labels))
         return points
 
+    @_retrain_damaged
     def branch(self, kind: str, levels: list[int], params: dict | None = None, replicates: int | None = None,
                rewinds: tuple[Step, ...] | None = None, options: TrainOptions | None = None) -> dict:
         """Train branch ``kind`` at each level for every replicate and rewind step of the study."""
@@ -294,7 +327,11 @@ class Study:
 
         df = results_table(self.store)
         df = df[(df["study"] == self.key) & df["kind"].isin(["lottery", "branch"])]
-        return df[df["step"] == self.total].reset_index(drop=True)
+        # A diverged run has no final metrics: it shows as NaN rows with status "diverged", so that
+        # summaries count it instead of silently averaging over the members that survived.
+        div = df[df["status"] == "diverged"]
+        div = div[div["step"] == div.groupby("run")["step"].transform("min")].assign(step=self.total, value=float("nan"))
+        return pd.concat([df[df["step"] == self.total], div], ignore_index=True)
 
     def instability_table(self):
         """Every interpolation of the study: path points (alpha) and summaries (instability)."""

@@ -9,11 +9,13 @@ from .common import save_figure
 
 
 def instability_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """Mean and std over replicates and pairs of the instability, per (branch, level, k, split)."""
+    """Mean and std over replicates and pairs of the instability, per (branch, level, k, split);
+    ``diverged`` counts pairs with a diverged copy (NaN rows)."""
     df = table[table["metric"] == "instability"].copy()
     df["branch_params"] = df["branch_params"].fillna("")
     g = df.groupby(["branch", "branch_params", "level", "rewind_iteration", "rewind_step", "split"], dropna=False)
-    out = g.agg(density=("density", "mean"), mean=("value", "mean"), std=("value", "std"), n=("value", "size"))
+    out = g.agg(density=("density", "mean"), mean=("value", "mean"), std=("value", "std"), n=("value", "count"),
+                diverged=("value", lambda v: int(v.isna().sum())))
     out["std"] = out["std"].fillna(0.0)
     return out.reset_index().sort_values(["branch", "level", "rewind_iteration", "split"]).reset_index(drop=True)
 

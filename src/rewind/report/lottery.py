@@ -9,13 +9,15 @@ from .common import save_figure
 
 
 def lottery_summary(table: pd.DataFrame, split: str = "test", metric: str = "accuracy") -> pd.DataFrame:
-    """Mean and std over replicates of the final metric, per (branch, rewind step, level)."""
+    """Mean and std over replicates of the final metric, per (branch, rewind step, level); ``n``
+    counts the members that finished, ``diverged`` those that diverged (NaN rows, see Study.table)."""
     df = table[(table["split"] == split) & (table["metric"] == metric)].copy()
     df["rewind_step"] = df["rewind_step"].fillna("-")
     df["rewind_iteration"] = df["rewind_iteration"].fillna(-1)
     df["branch_params"] = df["branch_params"].fillna("")
     g = df.groupby(["branch", "branch_params", "rewind_iteration", "rewind_step", "level"], dropna=False)
-    out = g.agg(density=("density", "mean"), mean=("value", "mean"), std=("value", "std"), n=("value", "size"))
+    out = g.agg(density=("density", "mean"), mean=("value", "mean"), std=("value", "std"), n=("value", "count"),
+                diverged=("value", lambda v: int(v.isna().sum())))
     out["std"] = out["std"].fillna(0.0)
     return out.reset_index().sort_values(["branch", "branch_params", "rewind_iteration", "level"]).reset_index(drop=True)
 

@@ -239,8 +239,8 @@ def check_spec(spec: Spec, opts: TrainOptions, starts: tuple[int, ...] = (0,)) -
     names = _prunable_names(spec.model, tuple(data.input_shape), data.num_classes)
     unknown = [x for x in spec.prune.exclude if x not in names]
     if unknown:
-        raise SpecError(f"prune.exclude: {', '.join(unknown)} not prunable tensors of {spec.model.name}; "
-                        f"they are: {', '.join(names)}")
+        raise SpecError(f"prune.exclude: {', '.join(unknown)} {'is not a prunable tensor' if len(unknown) == 1 else 'are not prunable tensors'}"
+                        f" of {spec.model.name}; they are: {', '.join(names)}")
     t = spec.train
     for label, steps in (("train.milestones", t.milestones), ("train.eval_at", t.eval_at),
                          ("train.checkpoints", t.checkpoints), ("train.warmup", (t.warmup,) if t.warmup.it or t.warmup.ep else ())):
