@@ -629,9 +629,9 @@ def main(argv: list[str] | None = None) -> int:
     with warnings.catch_warnings():
         _one_line_warnings()
         try:
-            if args.command == "branch":
-                return _cmd_branch(args, extra)
-            return handlers[args.command](args)
+            code = _cmd_branch(args, extra) if args.command == "branch" else handlers[args.command](args)
+            sys.stdout.flush()  # a closed pipe shows here, not at exit
+            return code
         except BrokenPipeError:
             # the reader went away (| head): stop quietly, and keep Python from complaining at exit
             devnull = os.open(os.devnull, os.O_WRONLY)

@@ -57,6 +57,9 @@ def verify_store(store: Store, repair: bool = False) -> list[dict]:
         row = {"what": "run", "key": run.key, "status": health.status, "problem": health.problem, "action": ""}
         if health.status in ("new", "started", "partial"):
             row["status"] = "unfinished"
+            if (run.path / "metrics.csv").exists():
+                row["problem"] = ("metrics.csv but no DONE record: killed while finishing, or DONE was deleted; "
+                                  "the next command that needs the run trains it again")
         stale = [p for p in run.path.iterdir() if p.name.endswith(".tmp")]
         if health.finished and (run.path / "resume.safetensors").exists():
             stale += [run.path / n for n in ("resume.safetensors", "metrics.partial.csv", "probes.partial.csv")
