@@ -130,6 +130,20 @@ def test_idx_errors(tmp_path):
         load_data(DataSpec("mnist"), tmp_path)
 
 
+def test_idx_labels_out_of_range_are_refused_naming_the_file(tmp_path, capsys):
+    write_idx(tmp_path / "mnist")
+    path = tmp_path / "mnist" / "train-labels-idx1-ubyte.gz"
+    raw = bytearray(gzip.decompress(path.read_bytes()))
+    raw[8 + 3] = 200  # the fourth label
+    path.write_bytes(gzip.compress(bytes(raw)))
+    with pytest.raises(DataError, match="train-labels-idx1-ubyte.gz: label 200 is out of range"):
+        load_data(DataSpec("mnist"), tmp_path)
+    code = main(["train", "--preset", "mnist_lenet_300_100", "--set", "data.batch_size=4", "--set", "train.steps=2it",
+                 "--data-root", str(tmp_path), "--root", str(tmp_path / "runs"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1 and "label 200" in err and "Traceback" not in err and not (tmp_path / "runs").exists()
+
+
 @pytest.mark.parametrize("name", ["cifar10", "cifar100"])
 def test_cifar_loader(tmp_path, name):
     _, batches = write_cifar(tmp_path, name=name)

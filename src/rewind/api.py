@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from .presets import get_preset
-from .spec import Spec, apply_overrides, flatten, load_toml
+from .spec import MAX_REPLICATES, Spec, apply_overrides, check_range, flatten, load_toml
 from .store import RunDir, Store
 from .train import Member, TrainOptions, train_population
 
@@ -36,6 +36,7 @@ def replicate_spec(spec: Spec, replicate: int) -> Spec:
 
 def replicate_members(spec: Spec, preset: str | None, replicates: int, kind: str = "train") -> list[Member]:
     """R members of one population: replicate r has every seed shifted by r."""
+    check_range("replicates", replicates, 1, MAX_REPLICATES)
     return [Member(replicate_spec(spec, r), kind=kind, preset=preset, index=r) for r in range(replicates)]
 
 
@@ -48,8 +49,7 @@ def train(preset: str | Spec = "mnist1d_mlp", overrides: dict[str, Any] | None =
     """
     spec, name = make_spec(preset, overrides, config)
     count = 1 if replicates is None else int(replicates)
-    if count < 1:
-        raise ValueError(f"replicates must be at least 1, got {replicates!r}")
+    check_range("replicates", count, 1, MAX_REPLICATES)
     members = replicate_members(spec, name, count)
     opts = options or TrainOptions(quiet=quiet)
     runs = train_population(members, Store(root), opts)

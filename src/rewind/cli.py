@@ -10,7 +10,7 @@ import textwrap
 import warnings
 
 from .presets import PRESETS
-from .spec import SpecError, field_help, parse_assignments
+from .spec import MAX_LEVELS, MAX_REPLICATES, SpecError, check_range, field_help, parse_assignments
 from .store import CheckpointError, RewindWarning, RunDamaged
 
 
@@ -177,10 +177,9 @@ def _options(args, **extra):
     from .train.loop import resolve_device
 
     resolve_device(args.device)  # refused before anything is written
-    if args.workers < 1:
-        raise SpecError(f"--workers must be at least 1, got {args.workers}")
-    if args.data_workers is not None and args.data_workers < 0:
-        raise SpecError(f"--data-workers must be 0 or more, got {args.data_workers}")
+    check_range("--workers", args.workers, 1, 1024)
+    if args.data_workers is not None:
+        check_range("--data-workers", args.data_workers, 0, 1024)
     return TrainOptions(quiet=args.quiet, data_root=getattr(args, "data_root", None), engine=args.engine,
                         device=args.device, workers=args.workers, data_workers=args.data_workers,
                         compile=args.compile, **extra)
@@ -207,19 +206,22 @@ def _baselines(text: str) -> tuple[str, ...]:
 
 
 def parse_levels(text: str) -> list[int]:
+    """'1-5', '3' or '1,3,5' -> sorted levels, each from 0 to MAX_LEVELS."""
     levels: set[int] = set()
     try:
         for part in text.split(","):
             part = part.strip()
-            if "-" in part:
-                a, b = part.split("-", 1)
-                levels.update(range(int(a), int(b) + 1))
-            elif part:
-                levels.add(int(part))
+            if not part:
+                raise ValueError
+            a, b = part.split("-", 1) if "-" in part else (part, part)
+            a, b = int(a), int(b)
+            for x in (a, b):
+                check_range("--levels", x, 0, MAX_LEVELS)
+            if a > b:
+                raise ValueError
+            levels.update(range(a, b + 1))
     except ValueError:
         raise SpecError(f"--levels: cannot read {text!r}; write 1-5, 3 or 1,3,5") from None
-    if not levels:
-        raise SpecError(f"--levels: no level in {text!r}")
     return sorted(levels)
 
 
@@ -250,8 +252,8 @@ def _cmd_lottery(args) -> int:
         overrides["prune.fraction"] = args.prune_fraction
     if args.strategy is not None:
         overrides["prune.strategy"] = args.strategy
-    if args.replicates < 1 or args.levels < 0:
-        raise SpecError("--replicates must be at least 1 and --levels at least 0")
+    check_range("--replicates", args.replicates, 1, MAX_REPLICATES)
+    check_range("--levels", args.levels, 0, MAX_LEVELS)
     spec, name = make_spec(args.preset, overrides, args.config)
     try:
         rewinds = parse_steps(args.rewind)
@@ -362,8 +364,7 @@ def _cmd_early(args) -> int:
     overrides.update({"probe.schedule": args.schedule, "probe.until": args.until,
                       "probe.rewind_point": args.rewind_point})
     spec, name = make_spec(args.preset, overrides, args.config)
-    if args.replicates < 1:
-        raise SpecError(f"--replicates must be at least 1, got {args.replicates}")
+    check_range("--replicates", args.replicates, 1, MAX_REPLICATES)
     members = replicate_members(spec, name, args.replicates, kind="early")
     runs = train_population(members, Store(args.root),
                             _options(args))
@@ -408,7 +409,10 @@ def _cmd_linear(args) -> int:
     from .step import Step
     from .store import Store
 
+    from .train import TrainOptions, check_spec
+
     spec, name = make_spec(args.preset, parse_assignments(args.sets), args.config)
+    check_spec(spec, TrainOptions(data_root=args.data_root))
     data = load_data(spec.data, args.data_root)
     try:
         until = Step.parse(args.until).iterations(iterations_per_epoch(len(data.y_train), spec.data.batch_size))
@@ -420,8 +424,7 @@ def _cmd_linear(args) -> int:
         parse_schedule(args.schedule)
     except SpecError as e:
         raise SpecError(str(e).replace("probe.schedule", "--schedule")) from None
-    if args.replicates < 1:
-        raise SpecError(f"--replicates must be at least 1, got {args.replicates}")
+    check_range("--replicates", args.replicates, 1, MAX_REPLICATES)
     frames = [linear_comparison(replicate_spec(spec, r), Store(args.root).root, until, args.schedule, name, r,
                                 args.data_root) for r in range(args.replicates)]
     rows = pd.concat(frames, ignore_index=True)
@@ -488,8 +491,7 @@ def _cmd_train(args) -> int:
     from .store import Store
     from .train import train_population
 
-    if args.replicates < 1:
-        raise SpecError(f"--replicates must be at least 1, got {args.replicates}")
+    check_range("--replicates", args.replicates, 1, MAX_REPLICATES)
     if args.resume_every < 1:
         raise SpecError(f"--resume-every must be at least 1 iteration, got {args.resume_every}")
     spec, name = make_spec(args.preset, parse_assignments(args.sets), args.config)

@@ -265,6 +265,18 @@ def _validate(path: str, fl: dataclasses.Field, v: Any) -> None:
             raise SpecError(f"{path}: must lie in [0, 1) (0 means: use prune.fraction), got {v!r}")
 
 
+# Upper bounds on counts given on the command line or to the API: far above any real study, low
+# enough that a typo cannot ask for 10^25 members.
+MAX_REPLICATES, MAX_LEVELS, MAX_COPIES, MAX_POINTS = 10_000, 500, 1_000, 100_000
+
+
+def check_range(name: str, value: int, low: int, high: int) -> int:
+    """``value`` if low <= value <= high, else a SpecError naming ``name`` and the range."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise SpecError(f"{name} must be an integer from {low:,} to {high:,}, got {value!r}")
+    return value
+
+
 def split_list(text: str) -> list[str]:
     """'a,b,c' -> ['a', 'b', 'c']; '' or '()' -> []; an empty element ('a,,b', 'a,') is refused."""
     if text.strip() in ("", "()"):

@@ -27,7 +27,7 @@ from torch import nn
 
 from ..data import batch_indices, load_data
 from ..models import create_model
-from ..spec import SpecError
+from ..spec import MAX_COPIES, MAX_LEVELS, MAX_POINTS, MAX_REPLICATES, SpecError, check_range
 from ..store import RunDir, atomic_write_text, notice
 from ..train import Member, TrainOptions, train_population
 from ..train.loop import dtype_of, evaluate_batches, resolve_device, streamed_batches, tensor_batches
@@ -176,16 +176,13 @@ def instability(study, levels: list[int], at=None, *, copies: int = 2, points: i
 
     Returns the tidy rows (path points and summaries) of every pair, also written to the store.
     """
-    if copies < 2:
-        raise SpecError(f"--copies must be at least 2, got {copies}")
-    if points < 2:
-        raise SpecError(f"--points must be at least 2 (the two ends), got {points}")
-    if bn_batches < 1:
-        raise SpecError(f"--bn-batches must be at least 1, got {bn_batches}")
-    if replicates is not None and replicates < 1:
-        raise SpecError(f"--replicates must be at least 1, got {replicates}")
-    if min(levels) < 0:
-        raise SpecError(f"--levels must be 0 or more, got {sorted(levels)}")
+    check_range("--copies", copies, 2, MAX_COPIES)
+    check_range("--points (the two ends and the points between)", points, 2, MAX_POINTS)
+    check_range("--bn-batches", bn_batches, 1, 10**6)
+    if replicates is not None:
+        check_range("--replicates", replicates, 1, MAX_REPLICATES)
+    for level in levels:
+        check_range("--levels", level, 0, MAX_LEVELS)
     opts = options or TrainOptions(quiet=True)
     points_list = list(study.start_points(levels, replicates, at, options=opts))
     for b in baselines:

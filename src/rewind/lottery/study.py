@@ -27,7 +27,7 @@ from .. import rng
 from ..api import replicate_spec
 from ..models import create_model
 from ..prune.masks import Mask, density, full_mask, magnitude_prune
-from ..spec import PruneSpec, Spec, SpecError
+from ..spec import MAX_LEVELS, MAX_REPLICATES, PruneSpec, Spec, SpecError, check_range
 from ..step import Step
 from ..store import RunDamaged, RunDir, Store, atomic_write_text, notice
 from ..train import Member, TrainOptions, check_spec, train_population
@@ -198,8 +198,8 @@ class Study:
 
         Returns {(replicate, rewind step, level): run}; level 0 appears under every rewind step.
         """
-        if levels < 0 or replicates < 1:
-            raise SpecError("--levels must be >= 0 and --replicates >= 1")
+        check_range("--levels", levels, 0, MAX_LEVELS)
+        check_range("--replicates", replicates, 1, MAX_REPLICATES)
         opts = self._opts(options)
         reps = range(replicates) if only is None else [only[0]]
         rewinds = self.rewind_steps if only is None else (only[1],)

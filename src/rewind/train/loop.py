@@ -211,7 +211,8 @@ class Prepared:
 
 @functools.lru_cache(maxsize=32)
 def _prunable_names(model_spec, input_shape, classes) -> tuple[str, ...]:
-    return tuple(create_model(model_spec, input_shape, classes, seed=0).prunable())
+    with torch.device("meta"):  # shapes only: no memory, whatever the width
+        return tuple(create_model(model_spec, input_shape, classes, seed=0).prunable())
 
 
 def check_spec(spec: Spec, opts: TrainOptions, starts: tuple[int, ...] = (0,)) -> tuple[object, int, int]:
