@@ -354,3 +354,30 @@ def test_concurrent_studies_on_one_root_train_each_run_once(tmp_path):
     assert not (shared / ".damaged").exists()
     trained = log.read_text().split()
     assert sorted(trained) == sorted(set(trained)) == sorted(r.key for r in a.runs())  # each run trained once
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("name,kind", [("resume.safetensors", "bitflip"), ("resume.safetensors", "truncate"),
+                                       ("metrics.partial.csv", "garbage"), ("spec.json", "garbage"),
+                                       ("meta.json", "delete")])
+def test_damage_to_an_unfinished_run_restarts_it_to_the_same_bits(pristine, tmp_path, name, kind):
+    from rewind.train import TrainOptions
+
+    _, key, expected = pristine
+
+    def stop(run, it):
+        if it == 70:
+            raise _Stop
+
+    root = tmp_path / "runs"
+    with pytest.raises(_Stop):
+        rewind.train("mnist1d_mlp", OVERRIDES, root=root, options=TrainOptions(quiet=True, resume_every=25,
+                                                                               on_iteration=stop))
+    assert Store(root).run(key).status == "partial"
+    damage(root / key / name, kind)
+    with pytest.warns(RewindWarning, match="damaged"):
+        run = rewind.train("mnist1d_mlp", OVERRIDES, root=root)
+    assert fingerprint(run.path) == expected and (root / ".damaged" / key).is_dir()

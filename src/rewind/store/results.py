@@ -46,7 +46,8 @@ def _study_records(store: Store, damage: _Damage | None = None) -> list[dict]:
     for path in sorted(folder.glob("*.json")):
         try:
             rec = _read_json(path)
-            rec["key"], rec.get("runs", {}).items()
+            if not isinstance(rec.get("key"), str) or not isinstance(rec.get("runs", {}), dict):
+                raise ValueError("not a study record")
             records.append(rec)
         except (OSError, ValueError, KeyError, AttributeError) as e:
             if damage is not None:
@@ -98,7 +99,8 @@ def _linear_frames(store: Store, damage: _Damage) -> list[pd.DataFrame]:
         try:
             meta = _read_json(rows.parent / "meta.json")
             df = _read_csv(rows)
-            meta["spec"]["seeds"]["init"], meta["spec"]["train"]
+            if not isinstance(meta["spec"]["train"], dict) or "init" not in meta["spec"]["seeds"]:
+                raise KeyError("spec")
         except (OSError, ValueError, KeyError, TypeError) as e:
             damage.add(f"linear-model record {rows.parent}", type(e).__name__)
             continue

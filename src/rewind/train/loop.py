@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import math
 import os
 import sys
 import time
@@ -374,10 +375,11 @@ def _train_locked(member: Member, run: RunDir, opts: TrainOptions) -> None:
         xb, yb = next(batches)
         with autocast(spec, device):
             loss = F.cross_entropy(forward(xb), yb)
-        if not torch.isfinite(loss):  # divergence is a result: the member stops here (see Divergence)
+        value = loss.item()
+        if not math.isfinite(value):  # divergence is a result: the member stops here
             diverged = divergence(iteration, last_loss)
             break
-        last_loss = loss.detach()
+        last_loss = value
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if masked:

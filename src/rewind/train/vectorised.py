@@ -18,6 +18,7 @@ float64, after 200 steps, to ~1e-15 relative (tests assert 1e-10).
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 
 import torch
@@ -280,7 +281,7 @@ def _train_locked(members: list[Member], runs: list[RunDir], opts: TrainOptions)
 
         bar = tqdm(total=total, initial=min(positions), desc=f"{members[0].kind} x{k}", leave=False, unit="it")
     t = min(positions)
-    last_loss = torch.full((k,), float("nan"), dtype=torch.float64, device=device)  # NaN: none yet
+    previous: tuple[list[int], torch.Tensor | None] = ([], None)
     while True:
         here = [i for i in range(k) if positions[i] == t]
         to_eval = [i for i in here if t in points[i][0]]
@@ -296,20 +297,19 @@ def _train_locked(members: list[Member], runs: list[RunDir], opts: TrainOptions)
             break
         if here:
             with autocast(spec, device):
-                losses = _step(stack, opt, here, t, lr_at(spec.train, t, ipe), orders, x_train, y_train, device)
-                bad = [here[j] for j in (~torch.isfinite(losses)).nonzero().flatten().tolist()]
-                if bad:  # divergence is a result: those members stop, the others take this step again
+                losses, finite = _step(stack, opt, here, t, lr_at(spec.train, t, ipe), orders, x_train, y_train, device)
+                if not finite:  # divergence is a result: those members stop, the others take this step again
+                    bad = [here[j] for j in (~torch.isfinite(losses)).nonzero().flatten().tolist()]
                     for i in bad:
+                        last = previous[1][previous[0].index(i)].item() if i in previous[0] else None
                         positions[i] = None
-                        last = last_loss[i].item()
                         _finish(runs[i], rows[i], total, members[i].start, round(time.time() - started, 3), device,
-                                engine=f"vectorised(K={k})", diverged=divergence(t, None if last != last else last),
-                                opts=opts)
+                                engine=f"vectorised(K={k})", diverged=divergence(t, last), opts=opts)
                     here = [i for i in here if i not in bad]
-                    losses = _step(stack, opt, here, t, lr_at(spec.train, t, ipe), orders, x_train, y_train,
-                                   device) if here else losses[:0]
-            if here:
-                last_loss.index_copy_(0, torch.tensor(here, device=device), losses.detach().to(last_loss.dtype))
+                    if here:
+                        losses, _ = _step(stack, opt, here, t, lr_at(spec.train, t, ipe), orders, x_train, y_train,
+                                          device)
+            previous = (here, losses)  # each member's loss of its last step, should the next one diverge
             for i in here:
                 positions[i] = t + 1
                 if opts.on_iteration is not None:
@@ -356,10 +356,10 @@ def _gradient(stack: Stack, flat: torch.Tensor, kk: int, buffers: dict, xb: torc
 
 
 def _step(stack: Stack, opt: StackedOptimizer, here: list[int], t: int, lr: float, orders: Orders,
-          x_train, y_train, device) -> torch.Tensor:
-    """One optimizer step for the members ``here``; returns their losses on this step's batches.
-    A member whose loss is not finite makes the step a no-op for all: the caller drops it and
-    steps again (a member's result does not depend on its companions)."""
+          x_train, y_train, device) -> tuple[torch.Tensor, bool]:
+    """One optimizer step for the members ``here``; returns their losses on this step's batches and
+    whether all are finite. A member whose loss is not finite makes the step a no-op for all: the
+    caller drops it and steps again (a member's result does not depend on its companions)."""
     everyone = len(here) == stack.k
     idx = None if everyone else torch.tensor(here, device=device)
     kk = len(here)
@@ -372,10 +372,10 @@ def _step(stack: Stack, opt: StackedOptimizer, here: list[int], t: int, lr: floa
         xb = torch.stack([augment.apply(orders.augment, xb[j], orders.augment_seeds[i], t) for j, i in enumerate(here)])
     saved = {n: b.clone() for n, b in buffers.items()}  # BatchNorm statistics, restored if the step is void
     grad, losses = _gradient(stack, flat, kk, buffers, xb, yb)
-    if not torch.isfinite(losses).all():
+    if not math.isfinite(losses.sum().item()):  # one sync; NaN and inf survive the sum
         for n, b in saved.items():
             buffers[n].copy_(b)
-        return losses
+        return losses, False
     with torch.no_grad():
         mask = None if stack.mask is None else (stack.mask if everyone else stack.gather(stack.mask, idx))
         if mask is not None:
@@ -396,4 +396,4 @@ def _step(stack: Stack, opt: StackedOptimizer, here: list[int], t: int, lr: floa
                 stack.scatter(opt.state[key], idx, part)
             for n, bt in buffers.items():
                 stack.buffers[n].index_copy_(0, idx, bt)
-    return losses
+    return losses, True
