@@ -211,3 +211,20 @@ def test_skipping_evaluation_changes_nothing_but_the_metrics(tmp_path, engine):
     for a, b in zip(ref, bare):
         assert_same(final_weights(a), final_weights(b))
         assert b.metrics().empty and not a.metrics().empty
+
+
+def test_the_thread_count_is_recorded_and_a_fixed_count_reproduces_the_bits(tmp_path):
+    import torch
+
+    from rewind.train import TrainOptions
+
+    before = torch.get_num_threads()
+    try:
+        overrides = {"train.steps": "60it"}
+        runs = [rewind.train("mnist1d_mlp", overrides, root=tmp_path / f"r{i}",
+                             options=TrainOptions(quiet=True, threads=1)) for i in range(2)]
+        assert [r.summary()["threads"] for r in runs] == [1, 1]
+        assert torch.equal(runs[0].weights(60)["out.weight"], runs[1].weights(60)["out.weight"])
+        assert set(rewind.results(tmp_path / "r0")["threads"]) == {1}
+    finally:
+        torch.set_num_threads(before)

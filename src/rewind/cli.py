@@ -166,6 +166,9 @@ def _engine_arg(p: argparse.ArgumentParser) -> None:
                    help="split vectorised populations across this many one-thread processes (default 1)")
     p.add_argument("--data-workers", type=int, default=None,
                    help="DataLoader worker processes for datasets streamed from files (ImageNet; default min(8, cores))")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="torch threads in this process (default: torch's choice); float32 results are bit-identical "
+                        "only for a fixed thread count, which every run records")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the training forward pass (sequential engine; pays off on GPUs and long runs)")
 
@@ -178,11 +181,13 @@ def _options(args, **extra):
 
     resolve_device(args.device)  # refused before anything is written
     check_range("--workers", args.workers, 1, 1024)
+    if args.threads is not None:
+        check_range("--threads", args.threads, 1, 1024)
     if args.data_workers is not None:
         check_range("--data-workers", args.data_workers, 0, 1024)
     return TrainOptions(quiet=args.quiet, data_root=getattr(args, "data_root", None), engine=args.engine,
                         device=args.device, workers=args.workers, data_workers=args.data_workers,
-                        compile=args.compile, **extra)
+                        compile=args.compile, threads=args.threads, **extra)
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:

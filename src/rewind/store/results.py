@@ -14,7 +14,7 @@ from .runs import RunDamaged, Store, notice
 
 COLUMNS = ["run", "kind", "preset", "member", "seed", "step", "split", "metric", "value"]
 LABELS = ["study", "replicate", "level", "density", "rewind_step", "rewind_iteration", "branch", "branch_params",
-          "copy", "pair", "alpha", "bn_reset", "layer", "model", "device", "precision", "engine", "status"]
+          "copy", "pair", "alpha", "bn_reset", "layer", "model", "device", "precision", "engine", "threads", "status"]
 
 
 class _Damage(dict):
@@ -84,6 +84,7 @@ def _instability_frames(store: Store, runs: dict, damage: _Damage) -> list[pd.Da
                     df[col] = labels.get(col) if col != "study" else rec["key"]
             df["device"] = first.summary().get("device") if first else None
             df["engine"] = first.summary().get("engine") if first else None
+            df["threads"] = first.summary().get("threads") if first else None
             df["precision"] = spec.get("train", {}).get("precision", "float32")
             df["status"] = "done"
             frames.append(df)
@@ -162,10 +163,11 @@ def results_table(store: Store) -> pd.DataFrame:
             m.insert(3, "member", meta.get("member", 0))
             m.insert(4, "seed", spec.get("seeds", {}).get("init"))
             for col in LABELS:
-                if col not in ("layer", "model", "device", "precision", "engine"):
+                if col not in ("layer", "model", "device", "precision", "engine", "threads", "status"):
                     m[col] = labels.get(col)
             m["device"] = run.summary().get("device")
             m["engine"] = run.summary().get("engine")
+            m["threads"] = run.summary().get("threads")
             m["precision"] = spec.get("train", {}).get("precision", "float32")
             m["status"] = status[key]
             for col in ("layer", "model"):

@@ -24,7 +24,7 @@ from torch.nn import functional as F
 from ..data import augment, batch_indices, iterations_per_epoch, load_data
 from ..models import create_model
 from ..spec import Spec
-from ..spec import SpecError
+from ..spec import SpecError, check_range
 from ..store import RunDir, Store, notice, tensor_digest
 from .optim import load_optimizer_tensors, lr_at, make_optimizer, optimizer_tensors
 
@@ -79,6 +79,8 @@ class TrainOptions:
     workers: int = 1                 # split a vectorised population across this many 1-thread processes
     data_workers: int | None = None  # DataLoader workers for streamed datasets (ImageNet); None: min(8, cores)
     compile: bool = False            # torch.compile the training forward pass (sequential engine)
+    threads: int | None = None       # torch threads of this process (None: torch's choice); float32 results
+                                     # of the sequential engine depend on it, so every run records it
     on_iteration: Callable[[RunDir, int], None] | None = None  # called after each step (tests, probes)
     on_event: Callable[[RunDir, str], None] | None = None      # called at "finishing" (last checkpoint written),
                                                                # "metrics-written", "done-written" (fault tests)
@@ -438,7 +440,7 @@ def _finish(run: RunDir, rows: list[dict], total: int, start: int, seconds: floa
     summary = {
         "iterations": total, "start": start, "seconds": seconds, "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "torch": torch.__version__, "engine": engine, "final": final,
+        "torch": torch.__version__, "engine": engine, "final": final, "threads": torch.get_num_threads(),
     }
     if diverged is not None:
         summary.update(status="diverged", **diverged)
@@ -460,6 +462,9 @@ def train_population(members: list[Member], store: Store | None = None,
                 raise ValueError("members of one population must share data, model and training fields; "
                                  "only seeds, starting weights and masks may differ")
         check_spec(ref, opts, tuple(m.start for m in members))
+    if opts.threads is not None:
+        check_range("threads", opts.threads, 1, 1024)
+        torch.set_num_threads(opts.threads)
     pending = [m for m in members if not store.run(m.key).done]
     if choose_engine(pending, opts) == "vectorised":
         from .vectorised import train_vectorised
