@@ -114,6 +114,8 @@ def test_every_kind_of_damage_to_every_file_is_found_and_never_reported(pristine
             assert code == 1 and "damaged" in out and name in out and "Traceback" not in err
             code, out, err = cli("results", "--root", str(root))
             assert code == 1 and key not in out and name in err and len(err.strip().splitlines()) == 1
+            with pytest.raises(RunDamaged, match=name):
+                run.metrics()
             with pytest.warns(RewindWarning, match="was damaged"):
                 rerun = rewind.train("mnist1d_mlp", OVERRIDES, root=root)
         else:

@@ -333,7 +333,11 @@ class RunDir:
     def metrics(self):
         import pandas as pd
 
-        path = self.path / ("metrics.csv" if self.done else "metrics.partial.csv")
+        health = self.health()
+        if health.status == "damaged":
+            raise RunDamaged(f"run {self.key}: {health.problem}; its metrics are not reported "
+                             "(rewind verify --repair moves it aside, and the command that made it trains it again)")
+        path = self.path / ("metrics.csv" if health.finished else "metrics.partial.csv")
         if not path.exists():
             return pd.DataFrame(columns=list(METRIC_FIELDS))
         try:
