@@ -559,9 +559,12 @@ def _cmd_verify(args) -> int:
     for r in rows:
         detail = "  ".join(x for x in (r["problem"], r["action"]) if x)
         print(f"{r['what']:<12}  {r['key']:<20}  {r['status']:<14}  {detail}")
+    if not rows:
+        print(f"no runs or records in {store.root}")
+        return 0
     counts: dict[str, int] = {}
     for r in rows:
-        counts[r["status"].split()[0]] = counts.get(r["status"].split()[0], 0) + 1
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
     left = sum(1 for r in rows if r["status"] == "damaged" and not r["action"])
     print(f"{len(rows)} checked in {store.root}: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
           + ("" if not left else f"; {left} damaged (rerun with --repair to move them aside)"))
