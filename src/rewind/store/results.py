@@ -78,13 +78,13 @@ def _instability_frames(store: Store, runs: dict, damage: _Damage) -> list[pd.Da
             df.insert(2, "preset", rec.get("preset"))
             df.insert(3, "member", 0)
             df.insert(4, "seed", spec.get("seeds", {}).get("init"))
-            df.insert(5, "step", first.summary().get("iterations") if first else None)
+            record = first.summary() if first else {}
+            df.insert(5, "step", record.get("iterations"))
             for col in LABELS:
                 if col != "alpha":
                     df[col] = labels.get(col) if col != "study" else rec["key"]
-            df["device"] = first.summary().get("device") if first else None
-            df["engine"] = first.summary().get("engine") if first else None
-            df["threads"] = first.summary().get("threads") if first else None
+            for col in ("device", "engine", "threads"):
+                df[col] = record.get(col)
             df["precision"] = spec.get("train", {}).get("precision", "float32")
             df["status"] = "done"
             frames.append(df)
@@ -124,39 +124,37 @@ def results_table(store: Store) -> pd.DataFrame:
     warning; ``table.attrs["damaged"]`` maps what was left out to its problem."""
     frames = []
     damage = _Damage()
-    runs, status = {}, {}
+    runs, health = {}, {}
     for run in store.runs():
-        health = run.health()
-        if health.status == "damaged":
-            damage.add(f"run {run.key}", health.problem)
-        elif health.finished:
-            runs[run.key], status[run.key] = run, health.status
+        h = run.health()
+        if h.status == "damaged":
+            damage.add(f"run {run.key}", h.problem)
+        elif h.finished:
+            runs[run.key], health[run.key] = run, h
     labelled: dict[str, list[dict]] = {}
     for rec in _study_records(store, damage):
         for key, labels in rec.get("runs", {}).items():
             labelled.setdefault(key, []).append({**labels, "preset": rec.get("preset"), "study": rec["key"]})
-    metrics_cache = {}
 
     def run_rows(run):
-        m = run.metrics()
+        m = run.metrics(health[run.key])
         probes = run.path / "probes.csv"
         if probes.exists():
             m = pd.concat([m, pd.read_csv(probes)], ignore_index=True)
         return m
 
     for key, run in runs.items():
-        meta = run.meta()
+        meta, record = run.meta(), run.summary()
         try:
             spec = run.spec_doc().get("spec", {})
-            m = metrics_cache[key] = run_rows(run)
+            base = run_rows(run)
         except (RunDamaged, OSError, ValueError) as e:  # changed since its health was read
             damage.add(f"run {key}", str(e))
             continue
         for labels in labelled.get(key, [meta]):
-            m = metrics_cache[key]
-            if m.empty:
+            if base.empty:
                 continue
-            m = m.copy()
+            m = base.copy()  # one copy per study that labels the run
             m.insert(0, "run", key)
             m.insert(1, "kind", labels.get("kind"))
             m.insert(2, "preset", labels.get("preset", meta.get("preset")))
@@ -165,11 +163,10 @@ def results_table(store: Store) -> pd.DataFrame:
             for col in LABELS:
                 if col not in ("layer", "model", "device", "precision", "engine", "threads", "status"):
                     m[col] = labels.get(col)
-            m["device"] = run.summary().get("device")
-            m["engine"] = run.summary().get("engine")
-            m["threads"] = run.summary().get("threads")
+            for col in ("device", "engine", "threads"):
+                m[col] = record.get(col)
             m["precision"] = spec.get("train", {}).get("precision", "float32")
-            m["status"] = status[key]
+            m["status"] = health[key].status
             for col in ("layer", "model"):
                 if col not in m.columns:
                     m[col] = None

@@ -330,10 +330,12 @@ class RunDir:
             with contextlib.suppress(FileNotFoundError):
                 (self.path / name).unlink()
 
-    def metrics(self):
+    def metrics(self, health: Health | None = None):
+        """The run's metrics (a pandas DataFrame); ``health``: this run's, when the caller has just
+        read it (results tables), so that its files are not hashed twice."""
         import pandas as pd
 
-        health = self.health()
+        health = health or self.health()
         if health.status == "damaged":
             raise RunDamaged(f"run {self.key}: {health.problem}; its metrics are not reported "
                              "(rewind verify --repair moves it aside, and the command that made it trains it again)")
