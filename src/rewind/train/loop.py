@@ -23,8 +23,7 @@ from torch.nn import functional as F
 
 from ..data import augment, batch_indices, iterations_per_epoch, load_data
 from ..models import create_model
-from ..spec import Spec
-from ..spec import SpecError, check_range
+from ..spec import Spec, SpecError, check_range
 from ..store import RunDir, Store, notice, tensor_digest
 from .optim import load_optimizer_tensors, lr_at, make_optimizer, optimizer_tensors
 
@@ -243,11 +242,12 @@ def check_spec(spec: Spec, opts: TrainOptions, starts: tuple[int, ...] = (0,)) -
     names = _prunable_names(spec.model, tuple(data.input_shape), data.num_classes)
     unknown = [x for x in spec.prune.exclude if x not in names]
     if unknown:
-        raise SpecError(f"prune.exclude: {', '.join(unknown)} {'is not a prunable tensor' if len(unknown) == 1 else 'are not prunable tensors'}"
-                        f" of {spec.model.name}; they are: {', '.join(names)}")
+        what = "is not a prunable tensor" if len(unknown) == 1 else "are not prunable tensors"
+        raise SpecError(f"prune.exclude: {', '.join(unknown)} {what} of {spec.model.name}; they are: {', '.join(names)}")
     t = spec.train
+    warmup = (t.warmup,) if t.warmup.ep or t.warmup.it else ()
     for label, steps in (("train.milestones", t.milestones), ("train.eval_at", t.eval_at),
-                         ("train.checkpoints", t.checkpoints), ("train.warmup", (t.warmup,) if t.warmup.it or t.warmup.ep else ())):
+                         ("train.checkpoints", t.checkpoints), ("train.warmup", warmup)):
         late = [str(s) for s in steps if s.iterations(ipe) > total]
         if late:
             notice(f"{label}: {', '.join(late)} after the end of training ({total}it) has no effect")
