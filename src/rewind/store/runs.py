@@ -197,14 +197,19 @@ class RunDir:
     def quarantine(self, reason: str) -> Path:
         """Move every file of the run (not its lock) to ``<root>/.damaged/<key>/<time>/`` with a
         note saying why; the caller holds the run's lock."""
-        dest = self.root / ".damaged" / self.key / time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-        while dest.exists():
-            dest = dest.with_name(dest.name + "_")
-        dest.mkdir(parents=True)
+        dest = self._aside_dir()
         for p in sorted(self.path.iterdir()) if self.path.is_dir() else []:
             if p.name != ".lock":
                 os.replace(p, dest / p.name)
         (dest / "REASON").write_text(reason + "\n")
+        return dest
+
+    def _aside_dir(self) -> Path:
+        """A new folder ``<root>/.damaged/<key>/<UTC time>/`` for files moved out of the run."""
+        dest = self.root / ".damaged" / self.key / time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        while dest.exists():
+            dest = dest.with_name(dest.name + "_")
+        dest.mkdir(parents=True)
         return dest
 
     def reset_if_damaged(self) -> None:
@@ -301,8 +306,7 @@ class RunDir:
             iteration = int(meta["step"])
         except (CheckpointError, OSError, ValueError, KeyError, UnicodeDecodeError, csv.Error) as e:
             # A damaged resume point: the run restarts from its start, and the files are kept aside.
-            dest = self.root / ".damaged" / self.key / time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-            dest.mkdir(parents=True, exist_ok=True)
+            dest = self._aside_dir()
             for name in ("resume.safetensors", "metrics.partial.csv", "probes.partial.csv"):
                 with contextlib.suppress(FileNotFoundError):
                     os.replace(self.path / name, dest / name)
