@@ -58,3 +58,42 @@ def test_batches_visit_every_example_once_per_epoch():
     assert not torch.equal(e0, e1)  # reshuffled every epoch
     assert torch.equal(batch_indices(3, n, bs, 5), batch_indices(3, n, bs, 5))
     assert not torch.equal(batch_indices(3, n, bs, 5), batch_indices(3, n, bs, 6))
+
+
+def test_mnist1d_at_a_chosen_size_is_reproducible_from_its_seed_and_cached(tmp_path):
+    spec = DataSpec("mnist1d", train_size=1200, test_size=300)
+    core._DATA_CACHE.clear()
+    a = load_data(spec, tmp_path)
+    assert a.x_train.shape == (1200, 40) and a.x_test.shape == (300, 40)
+    assert len(list(tmp_path.glob("mnist1d-v1-1200-300-*.npz"))) == 1
+    core._DATA_CACHE.clear()
+    cached = load_data(spec, tmp_path / "elsewhere")  # generated again from the seed, in another folder
+    assert torch.equal(cached.x_train, a.x_train) and torch.equal(cached.y_test, a.y_test)
+    core._DATA_CACHE.clear()
+    [path] = tmp_path.glob("mnist1d-v1-1200-300-*.npz")
+    stamp = path.stat().st_mtime_ns
+    again = load_data(spec, tmp_path)  # read from the cache, not generated
+    assert path.stat().st_mtime_ns == stamp and torch.equal(again.x_train, a.x_train)
+    other_seed = load_data(DataSpec("mnist1d", train_size=1200, test_size=300, generator_seed=7), tmp_path)
+    noisier = load_data(DataSpec("mnist1d", train_size=1200, test_size=300, corr_noise=1.0), tmp_path)
+    assert not torch.equal(other_seed.x_train, a.x_train) and not torch.equal(noisier.x_train, a.x_train)
+    assert len(list(tmp_path.glob("*.npz"))) == 3
+    # the published dataset is the default one, under its old cache name
+    published = load_data(DataSpec("mnist1d", train_size=4000, test_size=1000), tmp_path)
+    assert (tmp_path / "mnist1d-default-v1.npz").exists()
+    assert torch.equal(published.x_train, load_data(DataSpec("mnist1d"), tmp_path).x_train)
+
+
+def test_generated_sizes_are_checked():
+    import pytest
+
+    import rewind
+
+    for over, field in (({"data.train_size": 1005}, "data.train_size"), ({"data.test_size": 7}, "data.test_size"),
+                        ({"data.train_size": 2_000_000}, "data.train_size"), ({"data.train_size": -10}, "data.train_size"),
+                        ({"data.name": "digits", "data.train_size": 100}, "data.train_size"),
+                        ({"data.name": "digits", "data.corr_noise": 0.5}, "data.corr_noise")):
+        with pytest.raises(rewind.SpecError, match=field):
+            rewind.Spec().replace(**over)
+    # hash-neutral at the defaults
+    assert rewind.Spec().replace(**{"data.train_size": 0}).hash == rewind.Spec().hash

@@ -51,7 +51,7 @@ def test_width_multiplier_and_unknown_names():
     wide = create_model(rewind.ModelSpec("cifar_resnet_20", width=2.0), (3, 32, 32), 10)
     assert 4 * 272_474 * 0.9 < sum(p.numel() for p in wide.parameters()) < 4 * 272_474 * 1.1
     assert create_model(rewind.ModelSpec("lenet_50_20_10"), (1, 28, 28), 10).out.in_features == 10
-    for bad in ("cifar_resnet_21", "resnet", "cifar_vgg_12"):
+    for bad in ("cifar_resnet_21", "resnet_20", "cifar_vgg_12"):
         with pytest.raises(rewind.SpecError, match="model.name"):
             rewind.Spec().replace(**{"model.name": bad})
 

@@ -22,6 +22,7 @@ MODELS = {
     "cnn": {"model.name": "conv1d", "model.widths": "8,8,8"},
     "batchnorm": {"model.widths": "32,32", "model.batchnorm": True},
     "lenet": {"model.name": "lenet_32_16"},
+    "resnet": {"model.name": "resnet", "model.depth": 8, "model.widths": "4"},
     "adam": {"train.optimizer": "adam", "train.lr": 0.002, "train.weight_decay": 1e-3},
     "nesterov": {"train.nesterov": True, "train.milestones": "120it", "train.warmup": "20it"},
 }

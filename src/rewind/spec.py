@@ -48,11 +48,22 @@ class DataSpec:
                      choices=("none", "crop_flip", "random_resized_crop"))
     split_seed: int = f(0, "seed of the train/test split (datasets without an official split)", check="nonneg")
     image_size: int = added(224, "side of the square images ImageNet is cropped to", check="positive")
+    train_size: int = added(0, "MNIST-1D: training examples generated (0: the published 4,000; a multiple of 10, "
+                               "at most 1,000,000 with the test set)", check="nonneg")
+    test_size: int = added(0, "MNIST-1D: test examples generated (0: the published 1,000; a multiple of 10)",
+                           check="nonneg")
+    corr_noise: float = added(0.25, "MNIST-1D: scale of the correlated (smoothed) noise (mnist1d's corr_noise_scale)",
+                              check="nonneg")
+    iid_noise: float = added(0.02, "MNIST-1D: scale of the independent per-point noise (mnist1d's iid_noise_scale)",
+                             check="nonneg")
+    max_shift: int = added(48, "MNIST-1D: largest translation of a pattern, in points (mnist1d's max_translation)",
+                           check="nonneg")
+    generator_seed: int = added(42, "MNIST-1D: seed of the generator (42 is the published dataset)", check="nonneg")
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    name: str = f("mlp", "architecture: mlp, conv1d, digits_cnn, lenet_300_100 (any lenet_N_M...), conv2/4/6, "
+    name: str = f("mlp", "architecture: mlp, conv1d, digits_cnn, resnet (1-D or 2-D by the data), lenet_300_100 (any lenet_N_M...), conv2/4/6, "
                          "cifar_resnet_20/32/56/110, cifar_vgg_11/13/16/19, imagenet_resnet_18/50", check="model")
     widths: tuple[int, ...] = f((100, 100), "hidden widths (MLP) or channels (CNN), one per layer", check="positive")
     init: str = f("kaiming_normal", "initialisation of conv and linear weights",
@@ -60,6 +71,8 @@ class ModelSpec:
     batchnorm: bool = added(False, "BatchNorm after each hidden layer (mlp, conv1d)")
     width: float = added(1.0, "channel multiplier (conv2/4/6, CIFAR ResNets and VGGs, ImageNet ResNets)",
                          check="positive")
+    depth: int = added(0, "depth of the embedded data's ResNet (model resnet): 6n+2 layers, e.g. 8, 14, 20",
+                       check="nonneg")
 
 
 @dataclass(frozen=True)
@@ -167,6 +180,7 @@ class Spec:
                 raise SpecError(f"spec section {sec.name!r} must be a {expected.__name__}")
             for fl in dataclasses.fields(value):
                 _validate(f"{sec.name}.{fl.name}", fl, getattr(value, fl.name))
+        _check_generated_size(self.data)
         if self.probe.schedule:
             from .analysis.probes import parse_schedule
 
@@ -176,6 +190,30 @@ class Spec:
         for b in self.train.betas:
             if not 0.0 <= b < 1.0:
                 raise SpecError(f"train.betas must lie in [0, 1), got {self.train.betas!r}")
+
+
+# MNIST-1D's generator makes every example in memory (about 3 minutes and 160 MB per million).
+MAX_GENERATED = 1_000_000
+MNIST1D_GENERATOR_FIELDS = ("train_size", "test_size", "corr_noise", "iid_noise", "max_shift", "generator_seed")
+
+
+def _check_generated_size(data: DataSpec) -> None:
+    if data.name != "mnist1d":
+        changed = [n for n in MNIST1D_GENERATOR_FIELDS
+                   if getattr(data, n) != DataSpec.__dataclass_fields__[n].default]
+        if changed:
+            raise SpecError(f"data.{changed[0]}: only MNIST-1D is generated with chosen sizes and noise; "
+                            f"{data.name} is read as it is")
+        return
+    for name in ("train_size", "test_size"):
+        v = getattr(data, name)
+        if v % 10:
+            raise SpecError(f"data.{name}: must be a multiple of 10 (MNIST-1D makes equally many examples of "
+                            f"each of its 10 classes), got {v}")
+    train, test = data.train_size or 4000, data.test_size or 1000
+    if train + test > MAX_GENERATED:
+        raise SpecError(f"data.train_size: MNIST-1D is generated in memory; train and test together may have at "
+                        f"most {MAX_GENERATED:,} examples, got {train:,} + {test:,}")
 
 
 def _section_types() -> dict[str, type]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from .. import rng
-from ..spec import DataSpec
+from ..spec import MNIST1D_GENERATOR_FIELDS, DataSpec
 
 
 @dataclass
@@ -85,7 +85,8 @@ def load_data(spec: DataSpec, root: str | os.PathLike | None = None) -> InMemory
     (``streaming``) the file lists that batches are read from (data/imagenet.py)."""
     from . import embedded, files, imagenet
 
-    key = (spec.name, spec.split_seed, spec.image_size, str(data_root(root)))
+    key = (spec.name, spec.split_seed, spec.image_size, *(getattr(spec, f) for f in MNIST1D_GENERATOR_FIELDS),
+           str(data_root(root)))
     if key not in _DATA_CACHE:
         loaders = {
             "mnist1d": embedded.mnist1d, "digits": embedded.digits,

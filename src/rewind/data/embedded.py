@@ -1,6 +1,8 @@
 """Datasets that work offline: MNIST-1D (generated) and scikit-learn's digits."""
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import random
 import tempfile
@@ -15,32 +17,67 @@ from .core import InMemoryData
 
 # MNIST-1D's published generation arguments (4,000 train / 1,000 test, seed 42).
 MNIST1D_VERSION = "mnist1d-default-v1"
+_PUBLISHED = {"train_size": 4000, "test_size": 1000, "corr_noise": 0.25, "iid_noise": 0.02, "max_shift": 48,
+              "generator_seed": 42}
 
 
-def _generate_mnist1d() -> dict[str, np.ndarray]:
+def mnist1d_arguments(spec: DataSpec) -> dict:
+    """The generator arguments a data spec asks for (sizes with 0 resolved to the published ones)."""
+    return {"train_size": spec.train_size or 4000, "test_size": spec.test_size or 1000,
+            "corr_noise": spec.corr_noise, "iid_noise": spec.iid_noise, "max_shift": spec.max_shift,
+            "generator_seed": spec.generator_seed}
+
+
+def _generate_mnist1d(arguments: dict) -> dict[str, np.ndarray]:
+    """MNIST-1D made by the ``mnist1d`` package from its own seed. The package shuffles one pool
+    of train + test examples, standardises it as a whole and splits it; the published dataset is
+    the 5,000-example pool split 4,000 / 1,000."""
     from mnist1d.data import get_dataset_args, make_dataset
 
+    args = get_dataset_args()
+    n = arguments["train_size"] + arguments["test_size"]
+    args.num_samples = n
+    args.train_split = arguments["train_size"] / n
+    args.corr_noise_scale = arguments["corr_noise"]
+    args.iid_noise_scale = arguments["iid_noise"]
+    args.max_translation = arguments["max_shift"]
+    args.seed = arguments["generator_seed"]
     # make_dataset reseeds the global Python and NumPy generators: put them back.
     py_state, np_state = random.getstate(), np.random.get_state()
     try:
-        d = make_dataset(get_dataset_args())
+        d = make_dataset(args)
     finally:
         random.setstate(py_state)
         np.random.set_state(np_state)
-    return {"x": d["x"], "y": d["y"], "x_test": d["x_test"], "y_test": d["y_test"]}
+    # split where we ask, not where float rounding of train_split puts it
+    x, y = np.concatenate([d["x"], d["x_test"]]), np.concatenate([d["y"], d["y_test"]])
+    cut = arguments["train_size"]
+    return {"x": x[:cut], "y": y[:cut], "x_test": x[cut:], "y_test": y[cut:]}
+
+
+def _cache_name(arguments: dict) -> str:
+    if arguments == _PUBLISHED:
+        return f"{MNIST1D_VERSION}.npz"
+    digest = hashlib.sha256(json.dumps(arguments, sort_keys=True).encode()).hexdigest()[:12]
+    return f"mnist1d-v1-{arguments['train_size']}-{arguments['test_size']}-{digest}.npz"
 
 
 def mnist1d(spec: DataSpec, root: Path) -> InMemoryData:
-    path = root / f"{MNIST1D_VERSION}.npz"
+    """MNIST-1D, generated once per set of generator arguments and cached under the data root
+    (a damaged cache file is generated again, never trusted)."""
+    arguments = mnist1d_arguments(spec)
+    path = root / _cache_name(arguments)
     arrays = None
     if path.exists():
         try:
             with np.load(path, allow_pickle=False) as z:
                 arrays = {k: z[k] for k in ("x", "y", "x_test", "y_test")}
-        except (OSError, ValueError, KeyError):
+            if len(arrays["y"]) != arguments["train_size"] or len(arrays["y_test"]) != arguments["test_size"]:
+                arrays = None
+        except (OSError, ValueError, KeyError, EOFError):
             arrays = None  # a damaged cache is rebuilt, not trusted
     if arrays is None:
-        arrays = _generate_mnist1d()
+        arrays = _generate_mnist1d(arguments)
         root.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=root, suffix=".npz.tmp")
         os.close(fd)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 
+import torch
 from torch import nn
 from torch.nn import functional as F
 
@@ -69,15 +70,16 @@ class ConvNet(RewindModel):
 class BasicBlock(nn.Module):
     expansion = 1
 
-    def __init__(self, c_in: int, c_out: int, stride: int):
+    def __init__(self, c_in: int, c_out: int, stride: int, dim: int = 2):
         super().__init__()
-        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(c_out)
-        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(c_out)
+        conv, norm = (nn.Conv1d, nn.BatchNorm1d) if dim == 1 else (nn.Conv2d, nn.BatchNorm2d)
+        self.conv1 = conv(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = norm(c_out)
+        self.conv2 = conv(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = norm(c_out)
         self.shortcut = nn.Sequential()
         if stride != 1 or c_in != c_out:
-            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+            self.shortcut = nn.Sequential(conv(c_in, c_out, 1, stride, bias=False), norm(c_out))
 
     def forward(self, x):
         out = F.relu(self.bn1(self.conv1(x)))
@@ -109,28 +111,82 @@ class Bottleneck(nn.Module):
 
 
 class CifarResNet(RewindModel):
-    """ResNet-(6n+2) for 32x32 inputs: 3 stages of n basic blocks, 16/32/64 channels x width."""
+    """ResNet-(6n+2) in the shape of He et al.'s CIFAR network: a 3x3 stem, 3 stages of n basic
+    blocks with BatchNorm (channels w / 2w / 4w, stride 2 into stages 2 and 3, a 1x1 convolution
+    with BatchNorm on shortcuts that change shape), global average pooling, a linear classifier.
+    ``dim`` 2 is the paper's network for images; ``dim`` 1 the same network of 1-D convolutions for
+    signals such as MNIST-1D (inputs [B, L] or [B, C, L]).
 
-    def __init__(self, depth: int, in_channels: int, num_classes: int, width: float = 1.0):
+    :meth:`stacked_forward` runs K members at once for the vectorised engine: member k's channels
+    are the k-th block of K*C channels, every convolution is one grouped convolution (groups=K),
+    and every BatchNorm one batch_norm over K*C channels, which is exactly per-member statistics."""
+
+    def __init__(self, depth: int, in_channels: int, num_classes: int, width: float = 1.0,
+                 stages: tuple[int, int, int] | None = None, dim: int = 2):
         super().__init__()
-        if (depth - 2) % 6:
-            raise ValueError(f"model.name: CIFAR ResNet depth must be 6n+2, got {depth}")
+        if depth < 8 or (depth - 2) % 6:
+            raise ValueError(f"model.depth: a ResNet's depth must be 6n+2 with n >= 1 (8, 14, 20, 26, 32, ...), "
+                             f"got {depth}")
         n = (depth - 2) // 6
-        widths = [_w(16, width), _w(32, width), _w(64, width)]
-        self.conv = nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)
-        self.bn = nn.BatchNorm2d(widths[0])
+        self.dim, self.n = dim, n
+        widths = list(stages) if stages is not None else [_w(16, width), _w(32, width), _w(64, width)]
+        conv, norm = (nn.Conv1d, nn.BatchNorm1d) if dim == 1 else (nn.Conv2d, nn.BatchNorm2d)
+        self.conv = conv(in_channels, widths[0], 3, 1, 1, bias=False)
+        self.bn = norm(widths[0])
         blocks, c = [], widths[0]
         for stage, w in enumerate(widths):
             for i in range(n):
-                blocks.append(BasicBlock(c, w, 2 if stage > 0 and i == 0 else 1))
+                blocks.append(BasicBlock(c, w, 2 if stage > 0 and i == 0 else 1, dim))
                 c = w
         self.blocks = nn.Sequential(*blocks)
         self.out = nn.Linear(c, num_classes)
 
     def forward(self, x):
+        if self.dim == 1 and x.dim() == 2:
+            x = x.unsqueeze(1)
         x = F.relu(self.bn(self.conv(x)))
         x = self.blocks(x)
-        return self.out(F.adaptive_avg_pool2d(x, 1).flatten(1))
+        return self.out(x.mean(dim=tuple(range(2, x.dim()))))
+
+    def stacked_forward(self, params, x, shared: bool = False, buffers=None):
+        """Outputs [K, B, classes] of K members; params [K, ...] each, buffers the members'
+        BatchNorm statistics [K, C] (updated in place in training mode); x [K, B, ...], or
+        [B, ...] for every member when ``shared``."""
+        if buffers is None:
+            return None
+        k = params["out.weight"].shape[0]
+        spatial = self.dim
+        if shared:
+            x = x.unsqueeze(1) if self.dim == 1 and x.dim() == 2 else x
+            h, groups = x, 1   # every member reads the same channels: one ordinary convolution
+        else:
+            x = x.unsqueeze(2) if self.dim == 1 and x.dim() == 3 else x
+            b = x.shape[1]
+            h, groups = x.transpose(0, 1).reshape(b, -1, *x.shape[3:]), k
+        conv = F.conv1d if spatial == 1 else F.conv2d
+
+        def conv_(h, name, stride, padding, groups=k):
+            w = params[name]
+            return conv(h, w.reshape(-1, *w.shape[2:]), None, stride, padding, 1, groups)
+
+        def bn(h, name):
+            if self.training:
+                buffers[f"{name}.num_batches_tracked"].add_(1)
+            return F.batch_norm(h, buffers[f"{name}.running_mean"].view(-1), buffers[f"{name}.running_var"].view(-1),
+                                params[f"{name}.weight"].reshape(-1), params[f"{name}.bias"].reshape(-1),
+                                self.training, 0.1, 1e-5)
+
+        h = F.relu(bn(conv_(h, "conv.weight", 1, 1, groups), "bn"))
+        for i, block in enumerate(self.blocks):
+            p = f"blocks.{i}"
+            stride = block.conv1.stride
+            out = F.relu(bn(conv_(h, f"{p}.conv1.weight", stride, 1), f"{p}.bn1"))
+            out = bn(conv_(out, f"{p}.conv2.weight", 1, 1), f"{p}.bn2")
+            short = bn(conv_(h, f"{p}.shortcut.0.weight", stride, 0), f"{p}.shortcut.1") if len(block.shortcut) else h
+            h = F.relu(out + short)
+        pooled = h.mean(dim=tuple(range(2, h.dim())))          # [B, K*C]
+        pooled = pooled.view(pooled.shape[0], k, -1).transpose(0, 1)  # [K, B, C]
+        return torch.baddbmm(params["out.bias"].unsqueeze(1), pooled, params["out.weight"].transpose(1, 2))
 
 
 VGG_PLANS = {

@@ -91,3 +91,25 @@ def _digits_cnn(spec: ModelSpec, input_shape, num_classes):
     if spec.batchnorm:
         raise ValueError("model.batchnorm: digits_cnn has no BatchNorm variant; use mlp or conv1d")
     return DigitsCNN(input_shape[0], input_shape[1], spec.widths, num_classes)
+
+
+@register_model("resnet")
+def _resnet(spec: ModelSpec, input_shape, num_classes):
+    """ResNet-(6n+2) of CIFAR shape for the embedded data: 1-D convolutions for signals (MNIST-1D),
+    2-D for images (digits). ``model.widths`` is w (stages w, 2w, 4w) or the three stage widths."""
+    from .paper import CifarResNet, _w
+
+    if spec.depth < 8 or (spec.depth - 2) % 6:
+        raise ValueError(f"model.depth: resnet needs a depth of 6n+2 with n >= 1 (8, 14, 20, 26, ...), got {spec.depth}")
+    if len(spec.widths) not in (1, 3):
+        raise ValueError(f"model.widths: resnet takes one width w (stages w, 2w, 4w) or three stage widths, "
+                         f"got {len(spec.widths)} values")
+    stages = tuple(spec.widths) if len(spec.widths) == 3 else (spec.widths[0], 2 * spec.widths[0], 4 * spec.widths[0])
+    stages = tuple(_w(s, spec.width) for s in stages)
+    if len(input_shape) == 1:
+        return CifarResNet(spec.depth, 1, num_classes, stages=stages, dim=1)
+    if len(input_shape) == 2:
+        return CifarResNet(spec.depth, input_shape[0], num_classes, stages=stages, dim=1)
+    if len(input_shape) == 3:
+        return CifarResNet(spec.depth, input_shape[0], num_classes, stages=stages, dim=2)
+    raise ValueError(f"model.name: resnet needs 1-D signals or images, the data has shape {input_shape}")

@@ -35,7 +35,8 @@ class ReLUStack:
         return [(f"{self.hidden_layers}.{i}.weight", f"{self.hidden_layers}.{i}.bias") for i in range(n)] + \
             [("out.weight", "out.bias")]
 
-    def stacked_forward(self, params: dict[str, torch.Tensor], x: torch.Tensor, shared: bool = False):
+    def stacked_forward(self, params: dict[str, torch.Tensor], x: torch.Tensor, shared: bool = False,
+                        buffers=None):
         """K members at once with batched matmuls. params: [K, ...] each; x: [K, B, ...], or
         [B, ...] for all members when ``shared``. Returns [K, B, classes], or None with BatchNorm."""
         return forward(self._layers(), params, x, shared) if self.hand_differentiated else None

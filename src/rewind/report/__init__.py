@@ -2,6 +2,6 @@
 from .common import save_figure  # noqa: F401  (first: the figure modules use it)
 from .early import plot_timeline
 from .instability import instability_summary, plot_instability
-from .lottery import lottery_summary, plot_lottery
+from .lottery import lottery_summary, paired_differences, plot_lottery
 
-__all__ = ["plot_timeline", "instability_summary", "lottery_summary", "plot_instability", "plot_lottery"]
+__all__ = ["plot_timeline", "instability_summary", "lottery_summary", "paired_differences", "plot_instability", "plot_lottery"]

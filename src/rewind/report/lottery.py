@@ -22,6 +22,42 @@ def lottery_summary(table: pd.DataFrame, split: str = "test", metric: str = "acc
     return out.reset_index().sort_values(["branch", "branch_params", "rewind_iteration", "level"]).reset_index(drop=True)
 
 
+def paired_differences(table: pd.DataFrame, a: str, b: str, split: str = "test", metric: str = "accuracy",
+                       branch: str = "none", resamples: int = 10_000, seed: int = 0) -> pd.DataFrame:
+    """Per level: mean over replicates of (accuracy with rewind step ``b``) - (with ``a``), paired by
+    replicate (same dense network, same seeds), with a 95% percentile bootstrap interval over
+    replicates (``resamples`` draws from a seeded generator) and the dense accuracy for reference.
+    ``a`` and ``b`` are rewind steps as the table writes them ('0it', '100it')."""
+    import numpy as np
+
+    df = table[(table["split"] == split) & (table["metric"] == metric)]
+    dense = df[df["level"] == 0].groupby("replicate")["value"].mean()
+    sub = df[(df["branch"] == branch) & (df["level"] > 0)]
+    wide = sub.pivot_table(index=["level", "replicate"], columns="rewind_step", values="value", aggfunc="mean")
+    dens = sub.groupby("level")["density"].mean()
+    if a not in wide.columns or b not in wide.columns:
+        raise ValueError(f"rewind steps {a} and {b} must both be in the study; it has {', '.join(map(str, wide.columns))}")
+    g = np.random.default_rng(seed)
+    rows = []
+    for level, grp in wide.groupby(level="level"):
+        grp = grp.dropna(subset=[a, b])
+        d = (grp[b] - grp[a]).to_numpy()
+        reps = grp.index.get_level_values("replicate")
+        n = len(d)
+        lo = hi = float("nan")
+        if n >= 2:
+            means = d[g.integers(0, n, size=(resamples, n))].mean(1)
+            lo, hi = np.percentile(means, [2.5, 97.5])
+        dense_mean = float(dense.reindex(reps).mean()) if n else float("nan")
+        rows.append({"level": int(level), "density": float(dens[level]), "n": n,
+                     f"mean_{a}": float(grp[a].mean()), f"mean_{b}": float(grp[b].mean()),
+                     "dense": dense_mean,
+                     f"gap_{a}": float((grp[a] - dense.reindex(reps).to_numpy()).mean()),
+                     f"gap_{b}": float((grp[b] - dense.reindex(reps).to_numpy()).mean()),
+                     "difference": float(d.mean()) if n else float("nan"), "ci_low": float(lo), "ci_high": float(hi)})
+    return pd.DataFrame(rows)
+
+
 def format_params(branch_params: str | None) -> str:
     """'{"scale": 0.5}' -> 'scale=0.5'."""
     import json

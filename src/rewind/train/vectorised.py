@@ -168,7 +168,7 @@ class Orders:
 def _forward(stack: Stack, params: dict, buffers: dict, x: torch.Tensor, shared: bool = False):
     fast = getattr(stack.template, "stacked_forward", None)
     if fast is not None:
-        out = fast(params, x, shared=shared)
+        out = fast(params, x, shared=shared, buffers=buffers)
         if out is not None:
             return out
     from torch.func import functional_call, vmap

@@ -1,0 +1,135 @@
+"""The testbed search (issue #12): where, at CPU scale, does IMP rewound to k = 0 fail while
+rewinding to k > 0 matches, and when does the dense network become stable?
+
+    .venv/bin/python experiments/testbed.py search [--only NAME,...] [--shard I/N]
+    .venv/bin/python experiments/testbed.py imp NAME [--replicates 5] [--levels 13] [--kstar 40it]
+    .venv/bin/python experiments/testbed.py report        # docs/testbed.md from the CSVs
+
+Every run goes through rewind's store (``--root``, default runs/testbed): rerunning a command
+trains nothing that is already there, and a killed search resumes where it stopped. Results are
+appended to docs/testbed/*.csv, one row per setting (search) or per level and rewind step (imp).
+
+Search protocol, per setting (one replicate, seeds 0): train the dense network for T iterations
+(saving W_k at k = 0, 0.5%, 1%, 2%, 5% and 10% of T); from each W_k train two copies on different
+data orders to T; interpolate each pair at 5 points (alpha = 0, .25, .5, .75, 1) with BatchNorm
+statistics re-estimated at each point from 20 training batches; instability = the largest test
+error on the path minus the mean of the two ends' test errors.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from pathlib import Path
+
+import rewind
+from rewind.analysis import instability
+from rewind.lottery import Study
+from rewind.step import Step
+from rewind.store import Store
+from rewind.train import TrainOptions
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "testbed"
+FRACTIONS = (0.0, 0.005, 0.01, 0.02, 0.05, 0.10)
+T = 2000
+
+
+def base(data: str = "mnist1d") -> dict:
+    common = {"model.name": "resnet", "model.depth": 8, "model.widths": "8", "train.optimizer": "sgd",
+              "train.momentum": 0.9, "train.weight_decay": 5e-4, "train.steps": f"{T}it",
+              "train.milestones": f"{T // 2}it,{3 * T // 4}it", "train.eval_every": "0it", "train.warmup": "0it",
+              "prune.fraction": 0.2, "prune.strategy": "global"}
+    if data == "digits":
+        return {**common, "data.name": "digits", "data.batch_size": 64}
+    return {**common, "data.name": "mnist1d", "data.batch_size": 128, "data.train_size": 20000,
+            "data.test_size": 4000}
+
+
+def settings() -> dict[str, dict]:
+    """The searched settings, by name. Axes: learning rate, warmup, depth, width, batch size, data."""
+    out: dict[str, dict] = {}
+    lrs = (0.02, 0.05, 0.1, 0.2, 0.4, 0.8)
+    for n in (4000, 20000):
+        for lr in lrs:
+            out[f"d8w8-n{n // 1000}k-lr{lr:g}"] = {**base(), "data.train_size": n, "train.lr": lr}
+    for depth in (14, 20):
+        for lr in (0.1, 0.2, 0.4, 0.8):
+            out[f"d{depth}w8-lr{lr:g}"] = {**base(), "model.depth": depth, "train.lr": lr}
+    for lr in (0.1, 0.2, 0.4, 0.8):
+        out[f"d8w16-lr{lr:g}"] = {**base(), "model.widths": "16", "train.lr": lr}
+        out[f"d8w8-b64-lr{lr:g}"] = {**base(), "data.batch_size": 64, "train.lr": lr}
+        out[f"d8w8-lr{lr:g}-warm"] = {**base(), "train.lr": lr, "train.warmup": "200it"}
+        out[f"d14w8-lr{lr:g}-warm"] = {**base(), "model.depth": 14, "train.lr": lr, "train.warmup": "200it"}
+    for lr in (0.05, 0.1, 0.2, 0.4):
+        out[f"digits-d8w8-lr{lr:g}"] = {**base("digits"), "train.lr": lr}
+    for lr in (0.2, 0.4):
+        out[f"digits-d8w8-lr{lr:g}-warm"] = {**base("digits"), "train.lr": lr, "train.warmup": "200it"}
+    return out
+
+
+def rewind_steps() -> tuple[Step, ...]:
+    return tuple(Step(0, round(f * T)) for f in FRACTIONS)
+
+
+def append(path: Path, row: dict) -> None:
+    new = not path.exists()
+    with open(path, "a", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(row))
+        if new:
+            w.writeheader()
+        w.writerow(row)
+
+
+def done_names(path: Path) -> set[str]:
+    if not path.exists():
+        return set()
+    with open(path) as fh:
+        return {r["setting"] for r in csv.DictReader(fh)}
+
+
+def search(args) -> None:
+    out = DOCS / "search.csv"
+    names = list(settings())
+    if args.only:
+        names = [n for n in names if n in args.only.split(",")]
+    if args.shard:
+        i, n = map(int, args.shard.split("/"))
+        names = names[i::n]
+    store, opts = Store(args.root), TrainOptions(quiet=True)
+    for name in names:
+        if name in done_names(out):
+            continue
+        over = settings()[name]
+        spec = rewind.Spec().replace(**over)
+        started = time.time()
+        study = Study(spec, rewind_steps(), f"testbed:{name}", store)
+        dense = study.dense_runs(1, opts)[0].summary()["final"]
+        table = instability(study, [0], copies=2, points=5, bn_reset=True, options=opts)
+        inst = table[(table["metric"] == "instability") & (table["split"] == "test")]
+        by_k = dict(zip(inst["rewind_iteration"].astype(int), inst["value"]))
+        row = {"setting": name, "data": over["data.name"], "train_size": over.get("data.train_size", 1438),
+               "depth": over["model.depth"], "width": over["model.widths"], "batch": over["data.batch_size"],
+               "lr": over["train.lr"], "warmup": over["train.warmup"], "iterations": T,
+               "dense_test_acc": round(dense["test_accuracy"], 4), "dense_train_acc": round(dense["train_accuracy"], 4)}
+        for f, k in zip(FRACTIONS, rewind_steps()):
+            row[f"instab_{f * 100:g}pct"] = round(float(by_k.get(k.it, float("nan"))), 4)
+        row["seconds"] = round(time.time() - started, 1)
+        append(out, row)
+        print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("search")
+    s.add_argument("--only", default="")
+    s.add_argument("--shard", default="", help="I/N: every N-th setting from the I-th (parallel processes)")
+    s.add_argument("--root", default="runs/testbed")
+    args = ap.parse_args(argv)
+    DOCS.mkdir(parents=True, exist_ok=True)
+    {"search": search}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
