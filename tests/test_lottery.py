@@ -177,10 +177,20 @@ def test_cli_lottery_branch_plot_results(tmp_path, capsys):
     root = str(tmp_path / "runs")
     sets = [a for k, v in TINY.items() for a in ("--set", f"{k}={v}")]
     assert main(["lottery", "--preset", "mnist1d_mlp", "--levels", "2", "--rewind", "0it,5it", *sets,
-                 "--baselines", "reinit", "--root", root, "--quiet"]) == 0
+                 "--baselines", "reinit", "--replicates", "2", "--root", root, "--quiet"]) == 0
     out = capsys.readouterr().out
     key = out.split()[1]
     assert "reinit" in out and " 64.0" in out
+    assert "k=5it minus k=0it, paired by replicate" in out
+    assert main(["lottery", "--preset", "mnist1d_mlp", "--levels", "2", "--rewind", "0it,5it", *sets,
+                 "--baselines", "reinit", "--baselines-at", "7it", "--root", root, "--quiet"]) == 2
+    assert "--baselines-at: 7it not among the rewind steps" in capsys.readouterr().err
+    table = rewind.lottery.Study.load(key, rewind.store.Store(root)).table()
+    diff = rewind.report.paired_differences(table, "0it", "5it")
+    test = table[(table.split == "test") & (table.metric == "accuracy") & (table.branch == "none")]
+    at = lambda k: test[(test.level == 1) & (test.rewind_step == k)].sort_values("replicate")["value"].to_numpy()  # noqa: E731
+    assert diff.loc[diff.level == 1, "difference"].item() == pytest.approx((at("5it") - at("0it")).mean())
+    assert (diff.ci_low <= diff.difference).all() and (diff.difference <= diff.ci_high).all() and (diff.n == 2).all()
     assert main(["branch", "shuffle-layer", "--study", key[:6], "--levels", "1-2", "--keep-signs", "true",
                  "--rewind", "5it", "--root", root, "--quiet"]) == 0
     assert "shuffle-layer keep_signs=True" in capsys.readouterr().out
@@ -190,6 +200,9 @@ def test_cli_lottery_branch_plot_results(tmp_path, capsys):
     assert "no study" in capsys.readouterr().err
     assert main(["plot", "lottery", "--study", key, "--root", root, "--out", str(tmp_path / "fig")]) == 0
     assert (tmp_path / "fig.png").stat().st_size > 10_000 and (tmp_path / "fig.svg").exists()
+    svg = (tmp_path / "fig.svg").read_text()  # matplotlib keeps each text as a comment
+    assert svg.count("reinit (masks of k=5it)") == 1 and "masks of k=0it" not in svg  # each baseline once
+    assert "over 2 replicates" in svg and svg.count("IMP, rewind to k=") == 2
     df = rewind.results(root)
     for col in ("level", "density", "rewind_step", "branch", "replicate"):
         assert col in df.columns

@@ -142,3 +142,17 @@ def test_stacked_resnet_equals_separate_models(shape, depth):
             for n, b in m.named_buffers():
                 b.copy_(buffers[n][i])
             assert torch.allclose(m(x[0]), shared[i], atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("setting,field", [("model.depth=9", "model.depth"), ("model.depth=21", "model.depth"),
+                                           ("model.widths=0", "model.widths"), ("model.widths=8,8", "model.widths"),
+                                           ("data.train_size=2000000", "data.train_size"),
+                                           ("data.train_size=1005", "data.train_size")])
+def test_bad_resnet_and_data_settings_are_one_line_naming_the_field(tmp_path, capsys, setting, field):
+    from rewind.cli import main
+
+    code = main(["train", "--preset", "mnist1d_conv", "--set", "model.name=resnet", "--set", "model.depth=8",
+                 "--set", setting, "--root", str(tmp_path), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and field in err
+    assert not any(tmp_path.iterdir())  # nothing written

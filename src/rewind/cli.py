@@ -87,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     lt.add_argument("--prune-fraction", type=float, default=None, help="fraction of remaining weights pruned per level")
     lt.add_argument("--strategy", default=None, choices=("global", "layerwise"), help="magnitude pruning strategy")
     lt.add_argument("--baselines", default="", help="branches to run at every level, e.g. reinit,random-prune")
+    lt.add_argument("--baselines-at", default=None, metavar="STEPS",
+                    help="run the baselines on the masks of these rewind steps only (default: every rewind step)")
     lt.add_argument("--plot", default=None, metavar="PATH", help="also write the figure to PATH.png and PATH.svg")
     _train_args(lt)
 
@@ -246,6 +248,24 @@ def _print_summary(table) -> None:
               + (f"  {int(row.diverged):>8}" if div else ""))
 
 
+def _print_paired(table, rewind_steps) -> None:
+    """Each later rewind step against the first, paired by replicate (needs 2+ replicates)."""
+    from .report.lottery import paired_differences
+
+    if len(rewind_steps) < 2 or table[table["level"] > 0]["replicate"].nunique() < 2:
+        return
+    first = str(rewind_steps[0])
+    for k in rewind_steps[1:]:
+        d = paired_differences(table, first, str(k))
+        print(f"\nk={k} minus k={first}, paired by replicate (test accuracy, points; 95% bootstrap interval):")
+        print(f"{'level':>5} {'density%':>9} {'dense':>7} {'k=' + first:>9} {'k=' + str(k):>9} {'difference':>11} "
+              f"{'interval':>17} {'n':>3}")
+        for r in d.to_dict("records"):
+            print(f"{r['level']:>5} {100 * r['density']:>9.2f} {100 * r['dense']:>7.2f} {100 * r['mean_' + first]:>9.2f} "
+                  f"{100 * r['mean_' + str(k)]:>9.2f} {100 * r['difference']:>+11.2f} "
+                  f"[{100 * r['ci_low']:>+6.2f}, {100 * r['ci_high']:>+6.2f}] {r['n']:>3}")
+
+
 def _cmd_lottery(args) -> int:
     from .api import make_spec
     from .lottery import Study
@@ -266,14 +286,26 @@ def _cmd_lottery(args) -> int:
         raise SpecError(f"--rewind: {e}") from None
     baselines = _baselines(args.baselines)
     study = Study(spec, rewinds, name, Store(args.root), args.data_root)
+    at = None
+    if args.baselines_at:
+        try:
+            at = tuple(parse_steps(args.baselines_at))
+        except ValueError as e:
+            raise SpecError(f"--baselines-at: {e}") from None
+        unknown = [str(k) for k in at if k not in study.rewind_steps]
+        if unknown:
+            raise SpecError(f"--baselines-at: {', '.join(unknown)} not among the rewind steps "
+                            f"({', '.join(map(str, study.rewind_steps))})")
     opts = _options(args)
     study.run(args.levels, replicates=args.replicates, options=opts)
     for b in baselines:
         if args.levels >= 1:
-            study.branch(b, list(range(1, args.levels + 1)), replicates=args.replicates, options=opts)
+            study.branch(b, list(range(1, args.levels + 1)), replicates=args.replicates, rewinds=at, options=opts)
     print(f"study {study.key}  ({name or '-'}, rewind {', '.join(map(str, study.rewind_steps))}, "
           f"{args.levels} levels, {args.replicates} replicate(s))")
-    _print_summary(study.table())
+    table = study.table()
+    _print_summary(table)
+    _print_paired(table, study.rewind_steps)
     if args.plot:
         from .report import plot_lottery
 

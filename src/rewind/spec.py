@@ -272,6 +272,8 @@ def coerce(path: str, tp: Any, value: Any) -> Any:
             if not isinstance(value, str):
                 raise ValueError("expected a string")
             return value
+    except SpecError:
+        raise  # an item of a list, already named
     except (TypeError, ValueError) as e:
         raise SpecError(f"{path}: cannot use {value!r}: {e}") from None
     raise TypeError(f"unsupported field type {tp!r}")

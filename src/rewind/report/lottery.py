@@ -71,8 +71,13 @@ def _label(row) -> str:
     return f"{row.branch}{' ' + text if text else ''}, k={row.rewind_step}"
 
 
-def plot_lottery(table: pd.DataFrame, out: str | Path, split: str = "test", title: str | None = None) -> list[Path]:
-    """Write ``out``.png and ``out``.svg; returns the paths."""
+def plot_lottery(table: pd.DataFrame, out: str | Path, split: str = "test", title: str | None = None,
+                 baseline_rewind: str | None = None) -> list[Path]:
+    """Accuracy against weights remaining, drawn as in the early-phase paper's Figure 1: one mean line
+    per rewind step k with a band of +-1 std over replicates, the dense network's mean +- std as a
+    horizontal band, and each baseline once (for the masks of ``baseline_rewind``, default the
+    latest rewind step it was run for), dashed. The legend sits outside the axes. Writes
+    ``out``.png and ``out``.svg; returns the paths."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -82,26 +87,41 @@ def plot_lottery(table: pd.DataFrame, out: str | Path, split: str = "test", titl
     if s.empty:
         raise ValueError("no finished lottery runs to plot")
     s["pct"] = 100.0 * s["density"]
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(8, 4.5))
     dense = s[s["level"] == 0]
+    dense_point = None
     if not dense.empty:
-        m, sd = dense["mean"].mean(), dense["std"].max()
-        ax.axhspan(100 * (m - sd), 100 * (m + sd), color="0.85", zorder=0, label=f"dense ({100 * m:.1f}%)")
-        ax.axhline(100 * m, color="0.5", lw=0.8, zorder=0)
+        dense_point = dense.iloc[0]
+        m, sd = dense_point["mean"], dense_point["std"]
+        ax.axhspan(100 * (m - sd), 100 * (m + sd), color="0.88", zorder=0, lw=0)
+        ax.axhline(100 * m, color="0.45", lw=1.0, ls=":", zorder=1, label=f"dense {100 * m:.1f} ± {100 * sd:.1f}%")
+    sparse = s[s["level"] > 0]
+    ours = sparse[sparse["branch"] == "none"]
+    rewinds = sorted(ours["rewind_iteration"].unique())
     cmap = plt.get_cmap("viridis")
-    rewinds = sorted(s.loc[s["level"] > 0, "rewind_iteration"].unique())
-    color = {k: cmap(i / max(1, len(rewinds) - 1) * 0.9) for i, k in enumerate(rewinds)}
-    dense_point = dense.iloc[0] if not dense.empty else None
-    for (branch, params, k), grp in s[s["level"] > 0].groupby(["branch", "branch_params", "rewind_iteration"]):
+    color = {k: cmap(0.85 * i / max(1, len(rewinds) - 1)) for i, k in enumerate(rewinds)}
+
+    def draw(grp, label, c, ls, marker):
         grp = grp.sort_values("level")
-        if dense_point is not None and branch == "none":
-            grp = pd.concat([dense_point.to_frame().T.assign(rewind_step=grp.iloc[0].rewind_step), grp])
-        style = "-" if branch == "none" else "--"
-        marker = "o" if branch == "none" else {"reinit": "x", "random-prune": "s"}.get(branch, "^")
-        row = grp.iloc[-1]
-        label = f"rewind k={row.rewind_step}" if branch == "none" else _label(row)
-        ax.errorbar(grp["pct"].astype(float), 100 * grp["mean"].astype(float), yerr=100 * grp["std"].astype(float),
-                    ls=style, marker=marker, ms=4, capsize=2, color=color.get(k, "k"), label=label)
+        x, y, e = grp["pct"].astype(float), 100 * grp["mean"].astype(float), 100 * grp["std"].astype(float)
+        ax.plot(x, y, ls=ls, marker=marker, ms=3.5, color=c, label=label, zorder=3)
+        ax.fill_between(x, y - e, y + e, color=c, alpha=0.18, lw=0, zorder=2)
+
+    for k, grp in ours.groupby("rewind_iteration"):
+        if dense_point is not None:
+            grp = pd.concat([dense_point.to_frame().T, grp])
+        draw(grp, f"IMP, rewind to k={grp.iloc[-1].rewind_step}", color[k], "-", "o")
+    greys = iter(["0.3", "0.55", "0.15", "0.7"])
+    for (branch, params), grp in sparse[sparse["branch"] != "none"].groupby(["branch", "branch_params"]):
+        steps = grp.drop_duplicates("rewind_iteration").sort_values("rewind_iteration")
+        pick = steps[steps["rewind_step"] == baseline_rewind] if baseline_rewind else steps.tail(1)
+        if pick.empty:
+            continue
+        row = pick.iloc[0]
+        text = format_params(params)
+        label = f"{branch}{' ' + text if text else ''} (masks of k={row.rewind_step})"
+        draw(grp[grp["rewind_iteration"] == row.rewind_iteration], label, next(greys, "0.4"), "--",
+             {"reinit": "x", "random-prune": "s"}.get(branch, "^"))
     ax.set_xscale("log")
     ax.invert_xaxis()
     ax.set_xlabel("weights remaining (%)")
@@ -111,7 +131,8 @@ def plot_lottery(table: pd.DataFrame, out: str | Path, split: str = "test", titl
     ax.get_xaxis().set_major_formatter(matplotlib.ticker.FormatStrFormatter("%.3g"))
     ax.minorticks_off()
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower left")
-    n = int(s["n"].max())
-    ax.set_title(title or f"IMP with rewinding (mean ± std over {n} replicate{'s' if n > 1 else ''})", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    n = int(s["n"].min())
+    spread = f"{n} replicate{'s' if n > 1 else ''}" if n == int(s["n"].max()) else f"{n}-{int(s['n'].max())} replicates"
+    ax.set_title(title or f"IMP with rewinding: mean, band ± 1 std over {spread}", fontsize=10)
     return save_figure(fig, out, dpi=150)
