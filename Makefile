@@ -19,10 +19,10 @@ test: $(STAMP)
 	$(PY) -m pytest tests
 
 demo: $(STAMP)
-	$(VENV)/bin/rewind train --preset mnist1d_mlp --root $(ROOT)
-	$(VENV)/bin/rewind train --preset mnist1d_conv --root $(ROOT)
-	$(VENV)/bin/rewind lottery --preset mnist1d_mlp --levels 8 --rewind 0it,50it,200it --prune-fraction 0.3 \
-		--baselines reinit,random-prune --root $(ROOT) --plot $(ROOT)/figures/lottery
+	$(VENV)/bin/rewind lottery --preset mnist1d_resnet --levels 6 --rewind 0it,200it --replicates 3 \
+		--baselines reinit --baselines-at 200it --root $(ROOT) --plot $(ROOT)/figures/lottery
+	$(VENV)/bin/rewind instability --preset mnist1d_resnet --at 0it,10it,20it,40it,100it,200it --points 5 \
+		--bn-reset --root $(ROOT)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -78,7 +78,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--ks", default="1,4,16,64")
-    ap.add_argument("--models", default="mnist1d_mlp,mnist1d_conv,lenet_300_100")
+    ap.add_argument("--models", default="mnist1d_mlp,mnist1d_conv,mnist1d_resnet,lenet_300_100")
     ap.add_argument("--repeat", type=int, default=3, help="best of this many timings (the machine is shared)")
     args = ap.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.steps} steps per member")

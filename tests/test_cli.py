@@ -52,7 +52,7 @@ def test_python_api_matches_the_cli(tmp_path):
     (["train", "--set", "train.lr=abc"], "train.lr"),
     (["train", "--set", "train.lr"], "FIELD=VALUE"),
     (["train", "--preset", "nope"], "unknown preset"),
-    (["train", "--set", "model.name=resnet"], "model.name"),
+    (["train", "--set", "model.name=resnet_18"], "model.name"),
     (["train", "--replicates", "0"], "--replicates"),
 ])
 def test_bad_input_is_a_clear_error(argv, needle, tmp_path, capsys):

@@ -61,6 +61,26 @@ register_preset(
 )
 
 
+# ---- the testbed (docs/testbed.md): residual networks where the rewinding phenomenon is looked for
+_TESTBED_TRAIN = TrainSpec(optimizer="sgd", lr=0.8, momentum=0.9, weight_decay=5e-4, steps=Step.parse("2000it"),
+                           milestones=parse_steps("1000it,1500it"), gamma=0.1, eval_every=Step.parse("0it"))
+_TESTBED = Spec(data=DataSpec("mnist1d", batch_size=128, train_size=4000, test_size=4000),
+                model=ModelSpec("resnet", widths=(8,), depth=8), train=_TESTBED_TRAIN,
+                prune=PruneSpec("global", 0.36))
+register_preset(
+    "mnist1d_resnet", _TESTBED,
+    "ResNet-8 (1-D, widths 8/16/32, BatchNorm, 9.0K weights) on MNIST-1D (4,000 train / 4,000 test), SGD 0.8 "
+    "momentum 0.9, wd 5e-4, batch 128, no warmup, 2,000 it (64 epochs), x0.1 at 1,000 and 1,500 it; global "
+    "pruning 36% per level (two of the papers' 20% levels). The testbed search's choice (docs/testbed.md): dense "
+    "instability is ~30 points at k = 0 and below 0.5 by k = 200 it (10%). Dense test accuracy about 98.4%.",
+)
+register_preset(
+    "mnist1d_resnet_warmup",
+    _TESTBED.replace(**{"train.warmup": "200it"}),
+    "mnist1d_resnet with a 200-iteration linear learning-rate warmup, the 'stabilizing' paper's remedy: with "
+    "warmup, rewinding to k = 0 should work again (docs/testbed.md for what we measured).",
+)
+
 # ---- the papers' recipes (see PAPERS.md); accuracies are the papers' reports ------------------
 _CIFAR_SGD = TrainSpec(optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4, steps=Step.parse("160ep"),
                        milestones=parse_steps("80ep,120ep"), gamma=0.1, eval_every=Step.parse("4ep"))
