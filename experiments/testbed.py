@@ -190,16 +190,19 @@ def report(args) -> None:
         summary = pd.read_csv(DOCS / f"imp-{tag}.csv")
         summary["rewind_step"] = summary["rewind_step"].fillna("-")
         summary["acc %"] = (100 * summary["mean"]).map("{:.2f}".format) + " ± " + (100 * summary["std"]).map("{:.2f}".format)
-        wide = summary.pivot_table(index=["level", "density"], columns=["branch", "rewind_step"], values="acc %",
-                                   aggfunc="first").reset_index()
-        wide.columns = [" ".join(str(x) for x in c if x and x != "-").strip() if isinstance(c, tuple) else c
-                        for c in wide.columns]
-        wide["density"] = (100 * wide["density"]).map("{:.1f}".format)
+        dense = summary[summary["level"] == 0].iloc[0]
+        sparse = summary[summary["level"] > 0].copy()
+        sparse["column"] = sparse["branch"].replace({"none": "IMP"}) + " k=" + sparse["rewind_step"]
+        wide = sparse.pivot_table(index=["level", "density"], columns="column", values="acc %",
+                                  aggfunc="first").reset_index()
+        wide.columns.name = None
+        wide["density"] = (100 * wide["density"]).map("{:.1f}%".format)
+        wide.insert(2, "dense", dense["acc %"])
         paired = pd.read_csv(path)
         for c in paired.columns:
-            if c not in ("level", "density", "n"):
+            if c not in ("level", "n"):
                 paired[c] = 100 * paired[c]
-        paired["density"] = paired["density"].map("{:.1f}".format)
+        paired["density"] = paired["density"].map("{:.1f}%".format)
         parts += [f"## IMP: {tag}\n", "Test accuracy (%), mean ± std over replicates:\n", markdown(wide), "",
                   "Paired difference k* - k=0 (points), 95% bootstrap interval over replicates; gaps are "
                   "to the same replicates' dense accuracy:\n", markdown(paired), ""]

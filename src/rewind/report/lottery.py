@@ -26,7 +26,8 @@ def paired_differences(table: pd.DataFrame, a: str, b: str, split: str = "test",
                        branch: str = "none", resamples: int = 10_000, seed: int = 0) -> pd.DataFrame:
     """Per level: mean over replicates of (accuracy with rewind step ``b``) - (with ``a``), paired by
     replicate (same dense network, same seeds), with a 95% percentile bootstrap interval over
-    replicates (``resamples`` draws from a seeded generator) and the dense accuracy for reference.
+    replicates (``resamples`` draws from a seeded generator, the same draws for every quantity); and
+    each rewind step's gap to the same replicates' dense accuracy, with its interval.
     ``a`` and ``b`` are rewind steps as the table writes them ('0it', '100it')."""
     import numpy as np
 
@@ -41,20 +42,25 @@ def paired_differences(table: pd.DataFrame, a: str, b: str, split: str = "test",
     rows = []
     for level, grp in wide.groupby(level="level"):
         grp = grp.dropna(subset=[a, b])
-        d = (grp[b] - grp[a]).to_numpy()
         reps = grp.index.get_level_values("replicate")
-        n = len(d)
-        lo = hi = float("nan")
-        if n >= 2:
-            means = d[g.integers(0, n, size=(resamples, n))].mean(1)
-            lo, hi = np.percentile(means, [2.5, 97.5])
-        dense_mean = float(dense.reindex(reps).mean()) if n else float("nan")
-        rows.append({"level": int(level), "density": float(dens[level]), "n": n,
-                     f"mean_{a}": float(grp[a].mean()), f"mean_{b}": float(grp[b].mean()),
-                     "dense": dense_mean,
-                     f"gap_{a}": float((grp[a] - dense.reindex(reps).to_numpy()).mean()),
-                     f"gap_{b}": float((grp[b] - dense.reindex(reps).to_numpy()).mean()),
-                     "difference": float(d.mean()) if n else float("nan"), "ci_low": float(lo), "ci_high": float(hi)})
+        base = dense.reindex(reps).to_numpy()
+        n = len(grp)
+        draws = g.integers(0, n, size=(resamples, n)) if n >= 2 else None
+
+        def interval(v):
+            if draws is None:
+                return float("nan"), float("nan")
+            lo, hi = np.percentile(v[draws].mean(1), [2.5, 97.5])
+            return float(lo), float(hi)
+
+        d, gap_a, gap_b = (grp[b] - grp[a]).to_numpy(), grp[a].to_numpy() - base, grp[b].to_numpy() - base
+        (lo, hi), (ga_lo, ga_hi), (gb_lo, gb_hi) = interval(d), interval(gap_a), interval(gap_b)
+        mean = (lambda v: float(v.mean()) if n else float("nan"))
+        rows.append({"level": int(level), "density": float(dens[level]), "n": n, "dense": mean(base),
+                     f"mean_{a}": mean(grp[a].to_numpy()), f"mean_{b}": mean(grp[b].to_numpy()),
+                     f"gap_{a}": mean(gap_a), f"gap_{a}_low": ga_lo, f"gap_{a}_high": ga_hi,
+                     f"gap_{b}": mean(gap_b), f"gap_{b}_low": gb_lo, f"gap_{b}_high": gb_hi,
+                     "difference": mean(d), "ci_low": lo, "ci_high": hi})
     return pd.DataFrame(rows)
 
 
