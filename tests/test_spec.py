@@ -14,6 +14,8 @@ PINNED = {
     "digits_cnn": "95c3e67ed3755b1f",
     "mnist1d_resnet": "ad1a0b804e416c2d",          # the testbed (docs/testbed.md): its numbers are these runs'
     "mnist1d_resnet_warmup": "4639f2ae5c1fe95c",
+    "digits_resnet": "8f9733dffcfb8c45",
+    "digits_resnet_warmup": "bf1bb212fba6b941",
 }
 
 
