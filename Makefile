@@ -19,9 +19,9 @@ test: $(STAMP)
 	$(PY) -m pytest tests
 
 demo: $(STAMP)
-	$(VENV)/bin/rewind lottery --preset mnist1d_resnet --levels 6 --rewind 0it,200it --replicates 3 \
+	$(VENV)/bin/rewind lottery --preset mnist1d_resnet --levels 5 --rewind 0it,200it --replicates 3 \
 		--baselines reinit --baselines-at 200it --root $(ROOT) --plot $(ROOT)/figures/lottery
-	$(VENV)/bin/rewind instability --preset mnist1d_resnet --at 0it,10it,20it,40it,100it,200it --points 5 \
+	$(VENV)/bin/rewind instability --preset mnist1d_resnet --at 0it,20it,40it,100it,200it --points 5 \
 		--bn-reset --root $(ROOT)
 
 clean:
