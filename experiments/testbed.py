@@ -3,7 +3,7 @@ rewinding to k > 0 matches, and when does the dense network become stable?
 
     .venv/bin/python experiments/testbed.py search [--only NAME,...] [--shard I/N]
     .venv/bin/python experiments/testbed.py imp NAME --kstar 200it [--replicates 5] [--levels 7]
-    .venv/bin/python experiments/testbed.py report        # docs/testbed.md from the CSVs
+    .venv/bin/python experiments/testbed.py report        # docs/testbed/tables.md from the CSVs
 
 Every run goes through rewind's store (``--root``, default runs/testbed): rerunning a command
 trains nothing that is already there, and a killed search resumes where it stopped. Results are
