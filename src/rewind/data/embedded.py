@@ -17,8 +17,6 @@ from .core import InMemoryData
 
 # MNIST-1D's published generation arguments (4,000 train / 1,000 test, seed 42).
 MNIST1D_VERSION = "mnist1d-default-v1"
-_PUBLISHED = {"train_size": 4000, "test_size": 1000, "corr_noise": 0.25, "iid_noise": 0.02, "max_shift": 48,
-              "generator_seed": 42}
 
 
 def mnist1d_arguments(spec: DataSpec) -> dict:
@@ -56,7 +54,7 @@ def _generate_mnist1d(arguments: dict) -> dict[str, np.ndarray]:
 
 
 def _cache_name(arguments: dict) -> str:
-    if arguments == _PUBLISHED:
+    if arguments == mnist1d_arguments(DataSpec()):  # the published dataset keeps its old name
         return f"{MNIST1D_VERSION}.npz"
     digest = hashlib.sha256(json.dumps(arguments, sort_keys=True).encode()).hexdigest()[:12]
     return f"mnist1d-v1-{arguments['train_size']}-{arguments['test_size']}-{digest}.npz"

@@ -97,19 +97,14 @@ def _digits_cnn(spec: ModelSpec, input_shape, num_classes):
 def _resnet(spec: ModelSpec, input_shape, num_classes):
     """ResNet-(6n+2) of CIFAR shape for the embedded data: 1-D convolutions for signals (MNIST-1D),
     2-D for images (digits). ``model.widths`` is w (stages w, 2w, 4w) or the three stage widths."""
-    from .paper import CifarResNet, _w
+    from .paper import CifarResNet, _w  # the CIFAR network, with 1-D or 2-D convolutions (it checks the depth)
 
-    if spec.depth < 8 or (spec.depth - 2) % 6:
-        raise ValueError(f"model.depth: resnet needs a depth of 6n+2 with n >= 1 (8, 14, 20, 26, ...), got {spec.depth}")
     if len(spec.widths) not in (1, 3):
         raise ValueError(f"model.widths: resnet takes one width w (stages w, 2w, 4w) or three stage widths, "
                          f"got {len(spec.widths)} values")
+    if len(input_shape) not in (1, 2, 3):
+        raise ValueError(f"model.name: resnet needs 1-D signals or images, the data has shape {input_shape}")
     stages = tuple(spec.widths) if len(spec.widths) == 3 else (spec.widths[0], 2 * spec.widths[0], 4 * spec.widths[0])
-    stages = tuple(_w(s, spec.width) for s in stages)
-    if len(input_shape) == 1:
-        return CifarResNet(spec.depth, 1, num_classes, stages=stages, dim=1)
-    if len(input_shape) == 2:
-        return CifarResNet(spec.depth, input_shape[0], num_classes, stages=stages, dim=1)
-    if len(input_shape) == 3:
-        return CifarResNet(spec.depth, input_shape[0], num_classes, stages=stages, dim=2)
-    raise ValueError(f"model.name: resnet needs 1-D signals or images, the data has shape {input_shape}")
+    in_channels = 1 if len(input_shape) == 1 else input_shape[0]
+    return CifarResNet(spec.depth, in_channels, num_classes, stages=tuple(_w(s, spec.width) for s in stages),
+                       dim=1 if len(input_shape) <= 2 else 2)
