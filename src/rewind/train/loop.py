@@ -124,7 +124,9 @@ def evaluate_batches(model, batches) -> tuple[float, float, torch.Tensor]:
         correct += (out.argmax(1) == y).sum().item()
     model.train(was_training)
     per_example = torch.cat(losses)
-    return per_example.mean().item(), correct / len(per_example), per_example
+    # summed in index order (cumsum is sequential): a parallel sum's order, and so its last bits,
+    # can change with the threads the runtime hands out on a loaded machine
+    return (per_example.cumsum(0)[-1] / len(per_example)).item(), correct / len(per_example), per_example
 
 
 def tensor_batches(x: torch.Tensor, y: torch.Tensor, batch: int):

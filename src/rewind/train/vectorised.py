@@ -191,7 +191,9 @@ def _evaluate(stack: Stack, members: list[int], x, y, batch: int) -> list[tuple[
         out = _forward(stack, params, buffers, x[i:i + chunk], shared=True)
         yy = y[i:i + chunk]
         k, b, c = out.shape
-        loss_sum += cross_entropy(out, yy.expand(k, b)).sum(1).double()
+        # float64, summed in index order: a parallel float32 sum's order (and so its bits) can
+        # change with the threads the runtime hands out under load
+        loss_sum += cross_entropy(out, yy.expand(k, b)).double().cumsum(1)[:, -1]
         correct += (out.argmax(2) == yy.unsqueeze(0)).sum(1)
     stack.template.train()
     n = len(y)
