@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from .presets import get_preset
-from .spec import MAX_REPLICATES, Spec, apply_overrides, check_range, flatten, load_toml
+from .spec import MAX_REPLICATES, Spec, apply_overrides, check_range, flatten, load_toml, replicate_spec  # noqa: F401
 from .store import RunDir, Store
 from .train import Member, TrainOptions, train_population
 
@@ -26,14 +26,6 @@ def make_spec(preset: str | Spec = "mnist1d_mlp", overrides: dict[str, Any] | No
     return spec, name
 
 
-def replicate_spec(spec: Spec, replicate: int) -> Spec:
-    """Replicate r shifts every seed by r: replicates differ in init, data order, augmentation and pruning."""
-    s = spec.seeds
-    seeds = dataclasses.replace(s, init=s.init + replicate, data_order=s.data_order + replicate,
-                                augment=s.augment + replicate, prune=s.prune + replicate)
-    return dataclasses.replace(spec, seeds=seeds)
-
-
 def replicate_members(spec: Spec, preset: str | None, replicates: int, kind: str = "train") -> list[Member]:
     """R members of one population: replicate r has every seed shifted by r."""
     check_range("replicates", replicates, 1, MAX_REPLICATES)
@@ -45,14 +37,20 @@ def train(preset: str | Spec = "mnist1d_mlp", overrides: dict[str, Any] | None =
           quiet: bool = True, options: TrainOptions | None = None) -> RunDir | list[RunDir]:
     """Train a preset (or spec) and return its run; with ``replicates=R``, a list of R runs.
 
-    A run already in the store is returned without training.
+    A run already in the store is returned without training. A spec with a ``pretrain`` section
+    first trains (or finds) its pretraining runs; the runs returned start where pretraining ended.
     """
     spec, name = make_spec(preset, overrides, config)
     count = 1 if replicates is None else int(replicates)
     check_range("replicates", count, 1, MAX_REPLICATES)
-    members = replicate_members(spec, name, count)
     opts = options or TrainOptions(quiet=quiet)
-    runs = train_population(members, Store(root), opts)
+    store = Store(root)
+    members = replicate_members(spec, name, count)
+    if spec.pretrain.kind:
+        from .lottery.pretrain import pretrain_members
+
+        members = pretrain_members(members, store, opts)
+    runs = train_population(members, store, opts)
     return runs[0] if replicates is None else runs
 
 

@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data-root", default=None, help="dataset directory (default: $REWIND_DATA or ~/.cache/rewind/data)")
     t.add_argument("--resume-every", type=int, default=500, metavar="N", help="iterations between resume points")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    _pretrain_args(t)
     _engine_arg(t)
     _common(t)
 
@@ -82,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
                         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_fields_epilog())
     lt.add_argument("--preset", default="mnist1d_mlp", help="named recipe (default: mnist1d_mlp)")
     lt.add_argument("--levels", type=int, required=True, help="pruning levels after the dense level 0")
-    lt.add_argument("--rewind", default="0it", help="rewind steps, comma-separated (default: 0it)")
+    lt.add_argument("--rewind", default=None,
+                    help="rewind steps, comma-separated (default: 0it, or with --pretrain its end)")
     lt.add_argument("--replicates", type=int, default=1, help="replicates (seeds shifted by 0..R-1)")
     lt.add_argument("--prune-fraction", type=float, default=None, help="fraction of remaining weights pruned per level")
     lt.add_argument("--strategy", default=None, choices=("global", "layerwise"), help="magnitude pruning strategy")
@@ -90,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     lt.add_argument("--baselines-at", default=None, metavar="STEPS",
                     help="run the baselines on the masks of these rewind steps only (default: every rewind step)")
     lt.add_argument("--plot", default=None, metavar="PATH", help="also write the figure to PATH.png and PATH.svg")
+    _pretrain_args(lt)
     _train_args(lt)
 
     br = sub.add_parser("branch", help="run a branch (baseline or perturbation) on levels of a lottery study",
@@ -121,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     ins.add_argument("--replicates", type=int, default=None, help="replicates (default: 1, or the study's)")
     ins.add_argument("--baselines", default="", help="branches to analyse too, e.g. reinit,random-prune")
     ins.add_argument("--plot", default=None, metavar="PATH", help="also write the figure to PATH.png and PATH.svg")
+    _pretrain_args(ins)
     _train_args(ins)
 
     ea = sub.add_parser("early", help="early-phase measurements (probes) on a step schedule, and the timeline figure",
@@ -158,6 +162,38 @@ def _branches():
     from .lottery import BRANCHES
 
     return BRANCHES
+
+
+PRETRAIN_FLAGS = ("steps", "seed", "lr", "factor", "upsample", "size", "mask", "study", "level")
+
+
+def _pretrain_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("pretraining on altered data (replaces the first --pretrain-steps iterations)")
+    g.add_argument("--pretrain", default=None, metavar="KIND",
+                   help="random-labels, rotation (images), transform (1-D), blur, subset or sparse")
+    g.add_argument("--pretrain-steps", default=None, metavar="STEP", help="its length, e.g. 200it or 2ep")
+    g.add_argument("--pretrain-seed", default=None, help="seed of the alteration (default 0)")
+    g.add_argument("--pretrain-lr", default=None, help="learning rate while pretraining (default: the schedule's)")
+    g.add_argument("--pretrain-factor", default=None, help="blur: downsampling factor (default 4)")
+    g.add_argument("--pretrain-upsample", default=None, help="blur: nearest (default) or linear")
+    g.add_argument("--pretrain-size", default=None, help="subset: number of training examples")
+    g.add_argument("--pretrain-mask", default=None, help="sparse: imp (default) or random")
+    g.add_argument("--pretrain-study", default=None, help="sparse: key of the study whose mask is pretrained")
+    g.add_argument("--pretrain-level", default=None, help="sparse: level of that study's mask")
+
+
+def _pretrain_overrides(args) -> dict:
+    """--pretrain KIND --pretrain-PARAM V ... as pretrain.* spec fields."""
+    out = {}
+    if getattr(args, "pretrain", None) is not None:
+        out["pretrain.kind"] = args.pretrain
+    for name in PRETRAIN_FLAGS:
+        v = getattr(args, f"pretrain_{name}", None)
+        if v is not None:
+            if "pretrain.kind" not in out:
+                raise SpecError(f"--pretrain-{name}: give --pretrain KIND too")
+            out[f"pretrain.{name}"] = v
+    return out
 
 
 def _engine_arg(p: argparse.ArgumentParser) -> None:
@@ -272,7 +308,7 @@ def _cmd_lottery(args) -> int:
     from .step import parse_steps
     from .store import Store
 
-    overrides = parse_assignments(args.sets)
+    overrides = {**parse_assignments(args.sets), **_pretrain_overrides(args)}
     if args.prune_fraction is not None:
         overrides["prune.fraction"] = args.prune_fraction
     if args.strategy is not None:
@@ -281,7 +317,7 @@ def _cmd_lottery(args) -> int:
     check_range("--levels", args.levels, 0, MAX_LEVELS)
     spec, name = make_spec(args.preset, overrides, args.config)
     try:
-        rewinds = parse_steps(args.rewind)
+        rewinds = parse_steps(args.rewind or (str(spec.pretrain.steps) if spec.pretrain.kind else "0it"))
     except ValueError as e:
         raise SpecError(f"--rewind: {e}") from None
     baselines = _baselines(args.baselines)
@@ -500,14 +536,17 @@ def _cmd_instability(args) -> int:
         at = parse_steps(args.at) if args.at else None
     except ValueError as e:
         raise SpecError(f"--at: {e}") from None
+    pretrain = _pretrain_overrides(args)
     if args.study:
-        if args.sets or args.config:
-            raise SpecError("--set and --config change the recipe: use them with --preset, not --study")
+        if args.sets or args.config or pretrain:
+            raise SpecError("--set, --config and --pretrain change the recipe: use them with --preset, not --study")
         study = Study.load(args.study, store, getattr(args, "data_root", None))
     else:
+        spec, name = make_spec(args.preset or "mnist1d_mlp", {**parse_assignments(args.sets), **pretrain}, args.config)
+        if not at and spec.pretrain.kind:
+            at = (spec.pretrain.steps,)
         if not at:
             raise SpecError("--at: give the steps to spawn copies from, e.g. --at 0it,50it,200it")
-        spec, name = make_spec(args.preset or "mnist1d_mlp", parse_assignments(args.sets), args.config)
         study = Study(spec, at, name, store, args.data_root)
     baselines = _baselines(args.baselines)
     table = instability(study, parse_levels(args.levels), at, copies=args.copies, points=args.points,
@@ -531,10 +570,15 @@ def _cmd_train(args) -> int:
     check_range("--replicates", args.replicates, 1, MAX_REPLICATES)
     if args.resume_every < 1:
         raise SpecError(f"--resume-every must be at least 1 iteration, got {args.resume_every}")
-    spec, name = make_spec(args.preset, parse_assignments(args.sets), args.config)
+    spec, name = make_spec(args.preset, {**parse_assignments(args.sets), **_pretrain_overrides(args)}, args.config)
     members = replicate_members(spec, name, args.replicates)
     opts = _options(args, resume_every=args.resume_every)
-    runs = train_population(members, Store(args.root), opts)
+    store = Store(args.root)
+    if spec.pretrain.kind:
+        from .lottery.pretrain import pretrain_members
+
+        members = pretrain_members(members, store, opts)
+    runs = train_population(members, store, opts)
     for member, run in zip(members, runs):
         record = run.summary()
         if record.get("status") == "diverged":

@@ -121,6 +121,35 @@ class ProbeSpec:
     rewind_point: Step = added(Step(0, 0), "W_k that distances and cosines are also measured to")
 
 
+PRETRAIN_KINDS = ("", "random-labels", "rotation", "transform", "blur", "subset", "sparse")
+# the fields each kind reads (besides kind, steps, seed and lr); any other field must keep its default
+PRETRAIN_PARAMS = {"random-labels": (), "rotation": (), "transform": (), "blur": ("factor", "upsample"),
+                   "subset": ("size",), "sparse": ("mask", "study", "level")}
+
+
+@dataclass(frozen=True)
+class PretrainSpec:
+    """Pretraining on altered data: replaces the first ``steps`` iterations of training (the
+    early-phase paper, section 5). Absent (kind '') it leaves every hash alone."""
+
+    kind: str = added("", "pretraining on altered data for the first pretrain.steps iterations ('' = none): "
+                          "random-labels, rotation (images: 4-way 0/90/180/270 degrees), transform (1-D: 4-way "
+                          "identity/reverse/negate/both), blur, subset, sparse", choices=PRETRAIN_KINDS)
+    steps: Step = added(Step(0, 0), "length of pretraining; it replaces the first iterations of training "
+                                    "(epochs are the real training set's)")
+    seed: int = added(0, "seed of the alteration (random labels, transforms, subset, random mask, the new head)",
+                      check="nonneg")
+    lr: float = added(0.0, "base learning rate while pretraining (0: the training schedule's)", check="nonneg")
+    factor: int = added(4, "blur: downsampling factor (average pooling, then upsampling back)", check="positive")
+    upsample: str = added("nearest", "blur: how the pooled input is brought back to size",
+                          choices=("nearest", "linear"))
+    size: int = added(0, "subset: number of training examples pretrained on", check="nonneg")
+    mask: str = added("imp", "sparse: the pretrained subnetwork: a study's IMP mask, or a random mask with its "
+                             "per-layer densities", choices=("imp", "random"))
+    study: str = added("", "sparse: key (or unique prefix) of the lottery study whose mask is used")
+    level: int = added(0, "sparse: the level of that study's mask (its last rewind step's chain)", check="nonneg")
+
+
 @dataclass(frozen=True)
 class Spec:
     data: DataSpec = field(default_factory=DataSpec)
@@ -129,6 +158,7 @@ class Spec:
     prune: PruneSpec = field(default_factory=PruneSpec)
     seeds: SeedSpec = field(default_factory=SeedSpec)
     probe: ProbeSpec = field(default_factory=ProbeSpec)
+    pretrain: PretrainSpec = field(default_factory=PretrainSpec)
 
     # ---- canonical form -------------------------------------------------
     def to_dict(self, *, canonical: bool = False) -> dict:
@@ -181,6 +211,7 @@ class Spec:
             for fl in dataclasses.fields(value):
                 _validate(f"{sec.name}.{fl.name}", fl, getattr(value, fl.name))
         _check_generated_size(self.data)
+        _check_pretrain(self)
         if self.probe.schedule:
             from .analysis.probes import parse_schedule
 
@@ -190,6 +221,18 @@ class Spec:
         for b in self.train.betas:
             if not 0.0 <= b < 1.0:
                 raise SpecError(f"train.betas must lie in [0, 1), got {self.train.betas!r}")
+
+
+def replicate_spec(spec: Spec, replicate: int) -> Spec:
+    """Replicate r shifts every seed by r: replicates differ in init, data order, augmentation, pruning
+    and (with pretraining) the alteration's seed."""
+    s = spec.seeds
+    seeds = dataclasses.replace(s, init=s.init + replicate, data_order=s.data_order + replicate,
+                                augment=s.augment + replicate, prune=s.prune + replicate)
+    out = dataclasses.replace(spec, seeds=seeds)
+    if spec.pretrain.kind:  # the alteration's draws (random labels, subset, random mask, new head) too
+        out = dataclasses.replace(out, pretrain=dataclasses.replace(spec.pretrain, seed=spec.pretrain.seed + replicate))
+    return out
 
 
 # MNIST-1D's generator makes every example in memory (about 3 minutes and 160 MB per million).
@@ -216,9 +259,37 @@ def _check_generated_size(data: DataSpec) -> None:
                         f"most {MAX_GENERATED:,} examples, got {train:,} + {test:,}")
 
 
+def _check_pretrain(spec: "Spec") -> None:
+    p = spec.pretrain
+    defaults = PretrainSpec()
+    if not p.kind:
+        changed = [fl.name for fl in dataclasses.fields(p) if getattr(p, fl.name) != getattr(defaults, fl.name)]
+        if changed:
+            raise SpecError(f"pretrain.{changed[0]}: set pretrain.kind too (one of: {', '.join(PRETRAIN_KINDS[1:])})")
+        return
+    if not (p.steps.ep or p.steps.it):
+        raise SpecError(f"pretrain.steps: pretraining of kind {p.kind} needs a length, e.g. 200it or 1ep")
+    used = PRETRAIN_PARAMS[p.kind]
+    for name in ("factor", "upsample", "size", "mask", "study", "level"):
+        if name not in used and getattr(p, name) != getattr(defaults, name):
+            raise SpecError(f"pretrain.{name}: not used by pretraining of kind {p.kind} "
+                            f"({'it reads ' + ', '.join(used) if used else 'it has no parameters'})")
+    if p.kind == "rotation" and spec.data.name == "mnist1d":
+        raise SpecError("pretrain.kind: rotation needs 2-D images; MNIST-1D is 1-D: use transform (the 4-way "
+                        "group identity, reverse, negate, reverse+negate)")
+    if p.kind == "subset" and not p.size:
+        raise SpecError("pretrain.size: subset pretraining needs the number of examples, e.g. 400")
+    if p.kind == "sparse":
+        if not p.study:
+            raise SpecError("pretrain.study: sparse pretraining takes its mask (or, for a random mask, the "
+                            "per-layer densities) from a lottery study: give its key")
+        if p.level < 1:
+            raise SpecError(f"pretrain.level: sparse pretraining needs a pruned level (1 or more), got {p.level}")
+
+
 def _section_types() -> dict[str, type]:
     return {"data": DataSpec, "model": ModelSpec, "train": TrainSpec, "prune": PruneSpec, "seeds": SeedSpec,
-            "probe": ProbeSpec}
+            "probe": ProbeSpec, "pretrain": PretrainSpec}
 
 
 def _to_json(v: Any) -> Any:

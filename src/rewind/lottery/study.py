@@ -24,10 +24,9 @@ import pandas as pd
 import torch
 
 from .. import rng
-from ..api import replicate_spec
 from ..models import create_model
 from ..prune.masks import Mask, density, full_mask, magnitude_prune
-from ..spec import MAX_LEVELS, MAX_REPLICATES, PruneSpec, Spec, SpecError, check_range
+from ..spec import MAX_LEVELS, MAX_REPLICATES, PruneSpec, Spec, SpecError, check_range, replicate_spec
 from ..step import Step
 from ..store import RunDamaged, RunDir, Store, atomic_write_text, notice
 from ..train import Member, TrainOptions, check_spec, train_population
@@ -79,6 +78,12 @@ class Study:
             if k.iterations(self.ipe) >= self.total:
                 raise SpecError(f"--rewind: {k} is not before the end of training ({self.spec.train.steps})")
         its = [k.iterations(self.ipe) for k in self.rewind_steps]
+        if self.spec.pretrain.kind:
+            k_pre = self.spec.pretrain.steps.iterations(self.ipe)
+            early = [str(k) for k, i in zip(self.rewind_steps, its) if i < k_pre]
+            if early:
+                raise SpecError(f"--rewind: {', '.join(early)} is before the end of pretraining "
+                                f"({self.spec.pretrain.steps}); a study with pretraining rewinds to its end or later")
         if len(set(its)) != len(its):
             raise SpecError(f"--rewind: {', '.join(map(str, self.rewind_steps))} name the same iteration twice")
 
@@ -166,9 +171,24 @@ class Study:
         return opts
 
     def dense_runs(self, replicates: int, options: TrainOptions | None = None) -> list[RunDir]:
-        members = [Member(self.dense_spec(r), kind="lottery", preset=self.preset, index=r,
-                          origin=self._labels(r, 0, None, "none", None)) for r in range(replicates)]
-        return train_population(members, self.store, self._opts(options))
+        return self._dense(range(replicates), self._opts(options))
+
+    def _dense(self, reps, opts: TrainOptions) -> list[RunDir]:
+        """Level 0 of the replicates ``reps``; with pretraining, they start where it ended."""
+        members = [Member(self.dense_spec(r), kind="lottery", preset=self.preset, index=i,
+                          origin=self._labels(r, 0, None, "none", None)) for i, r in enumerate(reps)]
+        if self.spec.pretrain.kind:
+            from .pretrain import pretrain_members
+
+            members = pretrain_members(members, self.store, opts, replicates=list(reps))
+        return train_population(members, self.store, opts)
+
+    def initial_weights(self, replicate: int, dense: RunDir) -> dict[str, torch.Tensor]:
+        """W_0 of a replicate: the dense run's first checkpoint, or with pretraining (whose dense
+        run starts at its end) the seeded initialisation."""
+        if self.spec.pretrain.kind:
+            return self._model(seed=self.level_spec(replicate).seeds.init).state_dict()
+        return dense.weights(0)
 
     def template(self):
         """One model of the study's architecture, built once (pruning asks about every tensor)."""
@@ -203,10 +223,7 @@ class Study:
         opts = self._opts(options)
         reps = range(replicates) if only is None else [only[0]]
         rewinds = self.rewind_steps if only is None else (only[1],)
-        dense = dict(zip(reps, train_population(
-            [Member(self.dense_spec(r), kind="lottery", preset=self.preset, index=i,
-                    origin=self._labels(r, 0, None, "none", None)) for i, r in enumerate(reps)],
-            self.store, opts)))
+        dense = dict(zip(reps, self._dense(reps, opts)))
         out = {(r, str(k), 0): dense[r] for r in reps for k in rewinds}
         index = {dense[r].key: {"kind": "lottery", **self._labels(r, 0, None, "none", None)} for r in reps}
         # A diverged run ends its chain: there are no final weights to prune from (said once per chain).
@@ -289,7 +306,7 @@ class Study:
                                                self.kind_of)
                     if bk:
                         g = rng.generator(rng.PRUNE, spec.seeds.prune, level, k_it, zlib.crc32(branch.encode()))
-                        inp = BranchInput(weights=weights, mask=mask, generator=g, init_weights=dense.weights(0),
+                        inp = BranchInput(weights=weights, mask=mask, generator=g, init_weights=self.initial_weights(r, dense),
                                           fresh=lambda s: self._model(seed=s).state_dict(), spec=spec)
                         out = bk.fn(inp, **full)
                         spec, weights, mask = out.spec, out.weights, out.mask

@@ -6,6 +6,7 @@ runs by the meta.json written when they were first trained.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pandas as pd
@@ -14,7 +15,26 @@ from .runs import RunDamaged, Store, notice
 
 COLUMNS = ["run", "kind", "preset", "member", "seed", "step", "split", "metric", "value"]
 LABELS = ["study", "replicate", "level", "density", "rewind_step", "rewind_iteration", "branch", "branch_params",
-          "copy", "pair", "alpha", "bn_reset", "layer", "model", "device", "precision", "engine", "threads", "status"]
+          "copy", "pair", "alpha", "bn_reset", "layer", "model", "device", "precision", "engine", "threads", "status",
+          "pretrain", "pretrain_steps", "pretrain_params"]
+# columns read from each run's spec rather than from the labels a study or command gave it
+FROM_SPEC = ("layer", "model", "device", "precision", "engine", "threads", "status", "pretrain", "pretrain_steps",
+             "pretrain_params")
+
+
+def pretrain_columns(spec: dict) -> dict:
+    """pretrain (the kind), pretrain_steps and pretrain_params (the other fields that differ from
+    their defaults, as JSON) of a spec's canonical dict; None for runs without pretraining."""
+    p = spec.get("pretrain") or {}
+    if not p.get("kind"):
+        return {"pretrain": None, "pretrain_steps": None, "pretrain_params": None}
+    from ..spec import PretrainSpec
+
+    defaults = dataclasses.asdict(PretrainSpec())
+    # the seed shifts with the replicate, like the seed column: not a parameter of the setting
+    params = {k: v for k, v in p.items() if k not in ("kind", "steps", "seed") and v != defaults.get(k)}
+    return {"pretrain": p["kind"], "pretrain_steps": p.get("steps"),
+            "pretrain_params": json.dumps(params, sort_keys=True) if params else None}
 
 
 class _Damage(dict):
@@ -87,6 +107,8 @@ def _instability_frames(store: Store, runs: dict, damage: _Damage) -> list[pd.Da
                 df[col] = record.get(col)
             df["precision"] = spec.get("train", {}).get("precision", "float32")
             df["status"] = "done"
+            for col, v in pretrain_columns(spec).items():
+                df[col] = v
             frames.append(df)
     return frames
 
@@ -161,8 +183,10 @@ def results_table(store: Store) -> pd.DataFrame:
             m.insert(3, "member", meta.get("member", 0))
             m.insert(4, "seed", spec.get("seeds", {}).get("init"))
             for col in LABELS:
-                if col not in ("layer", "model", "device", "precision", "engine", "threads", "status"):
+                if col not in FROM_SPEC:
                     m[col] = labels.get(col)
+            for col, v in pretrain_columns(spec).items():
+                m[col] = v
             for col in ("device", "engine", "threads"):
                 m[col] = record.get(col)
             m["precision"] = spec.get("train", {}).get("precision", "float32")

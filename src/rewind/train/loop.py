@@ -211,6 +211,7 @@ class Prepared:
     batch_size: int
     ipe: int
     total: int
+    classes: int          # outputs of the network (a pretraining task may have its own)
 
 
 @functools.lru_cache(maxsize=32)
@@ -241,6 +242,16 @@ def check_spec(spec: Spec, opts: TrainOptions, starts: tuple[int, ...] = (0,)) -
     for start in starts:
         if start > total:
             raise SpecError(f"a member starts at {start}it, after the end of training ({total}it)")
+    if spec.pretrain.kind:
+        from ..data.alter import check_alteration
+        from ..data.core import require_in_memory
+
+        require_in_memory(data, "pretraining")
+        check_alteration(spec.pretrain, tuple(data.input_shape), n, bs)
+        k = spec.pretrain.steps.iterations(ipe)
+        if k >= total and not (total == k and min(starts) == 0):  # (the pretraining run itself ends at k)
+            raise SpecError(f"pretrain.steps: {spec.pretrain.steps} ({k}it) is not before the end of training "
+                            f"({spec.train.steps}, {total}it)")
     names = _prunable_names(spec.model, tuple(data.input_shape), data.num_classes)
     unknown = [x for x in spec.prune.exclude if x not in names]
     if unknown:
@@ -260,18 +271,51 @@ def check_spec(spec: Spec, opts: TrainOptions, starts: tuple[int, ...] = (0,)) -
 MAX_ITERATIONS = 10**9
 
 
+def pretraining_run(spec: Spec, start: int, ipe: int, total: int) -> bool:
+    """Whether a run of ``spec`` starting at ``start`` is the pretraining part of its spec (a
+    spec with a pretrain section is trained as two runs: train/pretrain.py)."""
+    if not spec.pretrain.kind:
+        return False
+    k = spec.pretrain.steps.iterations(ipe)
+    if start >= k:
+        return False
+    if total != k:
+        raise SpecError(f"pretrain.kind: a spec with pretraining is trained as two runs, the pretraining "
+                        f"(iterations 0-{k}) and the training that resumes at {k}it; train it with rewind.train, "
+                        "a lottery study, or train/pretrain.with_pretraining")
+    return True
+
+
+def _altered(spec: Spec, data, ipe: int, total: int) -> tuple:
+    """The four tensors and the number of classes of the pretraining task (data/alter.py)."""
+    from .. import rng
+    from ..data.alter import alter
+
+    p = spec.pretrain
+    out = []
+    for code, (x, y) in enumerate(((data.x_train, data.y_train), (data.x_test, data.y_test))):
+        g = rng.generator(rng.PRETRAIN, p.seed, code)
+        out.append(alter(p.kind, x, y, data.num_classes, p, g, ("train", "test")[code]))
+    (xtr, ytr, classes), (xte, yte, _) = out
+    return xtr, ytr, xte, yte, classes
+
+
 def prepare(members: list[Member], runs: list[RunDir], opts: TrainOptions) -> Prepared:
     spec = members[0].spec
     data, ipe, total = check_spec(spec, opts, tuple(m.start for m in members))
     streaming = getattr(data, "streaming", False)
+    pretraining = pretraining_run(spec, min(m.start for m in members), ipe, total)
+    tensors = _altered(spec, data, ipe, total) if pretraining else None
     for m, run in zip(members, runs):
         run.write_spec(m.spec_doc(), {"kind": m.kind, "preset": m.preset, "member": m.index, **m.origin})
     device, dtype = resolve_device(opts.device), dtype_of(spec)
     n, bs = len(data.y_train), spec.data.batch_size
     if streaming:
-        return Prepared(data, device, dtype, None, None, None, None, n, bs, ipe, total)
-    return Prepared(data, device, dtype, data.x_train.to(device, dtype), data.y_train.to(device),
-                    data.x_test.to(device, dtype), data.y_test.to(device), n, bs, ipe, total)
+        return Prepared(data, device, dtype, None, None, None, None, n, bs, ipe, total, data.num_classes)
+    xtr, ytr, xte, yte, classes = tensors or (data.x_train, data.y_train, data.x_test, data.y_test,
+                                              data.num_classes)
+    return Prepared(data, device, dtype, xtr.to(device, dtype), ytr.to(device), xte.to(device, dtype),
+                    yte.to(device), len(ytr), bs, iterations_per_epoch(len(ytr), bs), total, classes)
 
 
 def training_batches(pr: Prepared, spec: Spec, start: int, opts: TrainOptions):
@@ -306,7 +350,7 @@ def _train_locked(member: Member, run: RunDir, opts: TrainOptions) -> None:
     data, device, dtype = pr.data, pr.device, pr.dtype
     ipe, total = pr.ipe, pr.total
 
-    model = create_model(spec.model, data.input_shape, data.num_classes, seed=spec.seeds.init).to(device, dtype)
+    model = create_model(spec.model, data.input_shape, pr.classes, seed=spec.seeds.init).to(device, dtype)
     mask = None
     if member.mask is not None:
         unknown = set(member.mask) - set(model.prunable())

@@ -230,7 +230,7 @@ def _train_locked(members: list[Member], runs: list[RunDir], opts: TrainOptions)
     x_train, y_train, x_test, y_test = pr.x_train, pr.y_train, pr.x_test, pr.y_test
     n, bs, ipe, total = pr.n, pr.batch_size, pr.ipe, pr.total
     k = len(members)
-    template = create_model(spec.model, data.input_shape, data.num_classes, seed=0).to(device, dtype)
+    template = create_model(spec.model, data.input_shape, pr.classes, seed=0).to(device, dtype)
     template.train()
     stack = Stack(template, k, device)
     prunable = set(template.prunable())
@@ -242,7 +242,7 @@ def _train_locked(members: list[Member], runs: list[RunDir], opts: TrainOptions)
             state = dict(template.state_dict())
             state.update(m.init)
         else:
-            state = create_model(m.spec.model, data.input_shape, data.num_classes, seed=m.spec.seeds.init).state_dict()
+            state = create_model(m.spec.model, data.input_shape, pr.classes, seed=m.spec.seeds.init).state_dict()
         stack.set_member(i, state)
         if m.mask is not None:
             unknown = set(m.mask) - prunable
