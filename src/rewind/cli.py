@@ -127,6 +127,26 @@ def build_parser() -> argparse.ArgumentParser:
     _pretrain_args(ins)
     _train_args(ins)
 
+    ps = sub.add_parser("pretrain-study", help="pretraining on altered data: IMP rewound to the pretrained weights, "
+                                               "per kind and length, beside supervised rewinding",
+                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_fields_epilog())
+    ps.add_argument("--preset", default="mnist1d_mlp", help="named recipe (default: mnist1d_mlp)")
+    ps.add_argument("--kinds", default="random-labels,transform,blur,subset,sparse",
+                    help="random-labels, rotation (images), transform (1-D), blur, subset, sparse (IMP and random mask)")
+    ps.add_argument("--steps", default="0it,200it,1ep,4ep", help="pretraining lengths (0it: the k = 0 reference)")
+    ps.add_argument("--levels", type=int, required=True, help="pruning levels of every study")
+    ps.add_argument("--replicates", type=int, default=3)
+    ps.add_argument("--report-levels", default=None, help="levels shown in the table and figure (default: all)")
+    ps.add_argument("--sparse-level", type=int, default=None,
+                    help="level of the reference study's IMP mask that sparse pretraining trains (default: --levels)")
+    for name, doc in (("size", "subset: examples (default: a tenth of the training set)"),
+                      ("factor", "blur: downsampling factor (default 4)"), ("upsample", "blur: nearest or linear"),
+                      ("lr", "learning rate while pretraining"), ("seed", "seed of the alterations")):
+        ps.add_argument(f"--pretrain-{name}", default=None, help=doc)
+    ps.add_argument("--csv", default=None, metavar="PATH", help="also write the table (one row per subnetwork)")
+    ps.add_argument("--plot", default=None, metavar="PATH", help="also write the figure to PATH.png and PATH.svg")
+    _train_args(ps)
+
     ea = sub.add_parser("early", help="early-phase measurements (probes) on a step schedule, and the timeline figure",
                         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_fields_epilog())
     ea.add_argument("--preset", default="mnist1d_mlp", help="named recipe (default: mnist1d_mlp)")
@@ -562,6 +582,57 @@ def _cmd_instability(args) -> int:
     return 0
 
 
+def _cmd_pretrain_study(args) -> int:
+    from .api import make_spec
+    from .data import load_data
+    from .lottery.pretrain import PretrainGrid
+    from .step import parse_steps
+    from .store import Store
+
+    spec, name = make_spec(args.preset, parse_assignments(args.sets), args.config)
+    try:
+        steps = tuple(parse_steps(args.steps))
+    except ValueError as e:
+        raise SpecError(f"--steps: {e}") from None
+    kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
+    params = {k: getattr(args, f"pretrain_{k}") for k in ("size", "factor", "upsample", "lr", "seed")
+              if getattr(args, f"pretrain_{k}") is not None}
+    if "subset" in kinds and "size" not in params:
+        params["size"] = max(spec.data.batch_size, len(load_data(spec.data, args.data_root).y_train) // 10)
+    grid = PretrainGrid(spec, kinds, steps, args.levels, args.replicates, name, Store(args.root), params,
+                        args.sparse_level, args.data_root)
+    table = grid.run(_options(args))
+    shown = parse_levels(args.report_levels) if args.report_levels else None
+    _print_pretrain(table, shown)
+    if args.csv:
+        table.to_csv(args.csv, index=False)
+        print(f"wrote {args.csv}")
+    if args.plot:
+        from .report import plot_pretrain
+
+        for p in plot_pretrain(table, args.plot, shown):
+            print(f"wrote {p}")
+    return 0
+
+
+def _print_pretrain(table, levels) -> None:
+    from .report import pretrain_summary
+
+    s = pretrain_summary(table)
+    if levels:
+        s = s[s["level"].isin(levels)]
+    print(f"{'kind':<15} {'length':>7} {'level':>5} {'density%':>9} {'test acc (mean ± std)':>22} {'n':>2} "
+          f"{'minus supervised at length':>28} {'minus k=0':>26}")
+    for r in s.to_dict("records"):
+        def diff(name):
+            if r[f"minus_{name}"] != r[f"minus_{name}"]:
+                return "-"
+            return (f"{100 * r[f'minus_{name}']:+6.2f} [{100 * r[f'minus_{name}_low']:+6.2f}, "
+                    f"{100 * r[f'minus_{name}_high']:+6.2f}]")
+        print(f"{r['kind']:<15} {r['pretrain_steps']:>7} {r['level']:>5} {100 * r['density']:>9.2f} "
+              f"{100 * r['mean']:>12.2f} ± {100 * r['std']:<6.2f} {r['n']:>2} {diff('supervised'):>28} {diff('k0'):>26}")
+
+
 def _cmd_train(args) -> int:
     from .api import make_spec, replicate_members
     from .store import Store
@@ -709,7 +780,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     handlers = {"train": _cmd_train, "ls": _cmd_ls, "results": _cmd_results, "presets": _cmd_presets,
                 "lottery": _cmd_lottery, "plot": _cmd_plot, "instability": _cmd_instability, "early": _cmd_early,
-                "linear": _cmd_linear, "data": _cmd_data, "verify": _cmd_verify}
+                "linear": _cmd_linear, "pretrain-study": _cmd_pretrain_study, "data": _cmd_data, "verify": _cmd_verify}
     from .data.files import DataError
 
     with warnings.catch_warnings():

@@ -224,15 +224,13 @@ class Spec:
 
 
 def replicate_spec(spec: Spec, replicate: int) -> Spec:
-    """Replicate r shifts every seed by r: replicates differ in init, data order, augmentation, pruning
-    and (with pretraining) the alteration's seed."""
+    """Replicate r shifts every seed by r: replicates differ in init, data order, augmentation and
+    pruning. The altered data of pretraining (pretrain.seed) is shared, like the dataset's split: a
+    population trains on one altered set."""
     s = spec.seeds
     seeds = dataclasses.replace(s, init=s.init + replicate, data_order=s.data_order + replicate,
                                 augment=s.augment + replicate, prune=s.prune + replicate)
-    out = dataclasses.replace(spec, seeds=seeds)
-    if spec.pretrain.kind:  # the alteration's draws (random labels, subset, random mask, new head) too
-        out = dataclasses.replace(out, pretrain=dataclasses.replace(spec.pretrain, seed=spec.pretrain.seed + replicate))
-    return out
+    return dataclasses.replace(spec, seeds=seeds)
 
 
 # MNIST-1D's generator makes every example in memory (about 3 minutes and 160 MB per million).

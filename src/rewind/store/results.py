@@ -31,8 +31,7 @@ def pretrain_columns(spec: dict) -> dict:
     from ..spec import PretrainSpec
 
     defaults = dataclasses.asdict(PretrainSpec())
-    # the seed shifts with the replicate, like the seed column: not a parameter of the setting
-    params = {k: v for k, v in p.items() if k not in ("kind", "steps", "seed") and v != defaults.get(k)}
+    params = {k: v for k, v in p.items() if k not in ("kind", "steps") and v != defaults.get(k)}
     return {"pretrain": p["kind"], "pretrain_steps": p.get("steps"),
             "pretrain_params": json.dumps(params, sort_keys=True) if params else None}
 

@@ -248,10 +248,8 @@ def check_spec(spec: Spec, opts: TrainOptions, starts: tuple[int, ...] = (0,)) -
 
         require_in_memory(data, "pretraining")
         check_alteration(spec.pretrain, tuple(data.input_shape), n, bs)
-        k = spec.pretrain.steps.iterations(ipe)
-        if k >= total and not (total == k and min(starts) == 0):  # (the pretraining run itself ends at k)
-            raise SpecError(f"pretrain.steps: {spec.pretrain.steps} ({k}it) is not before the end of training "
-                            f"({spec.train.steps}, {total}it)")
+        if spec.pretrain.steps.iterations(ipe) > total:  # (== total: the pretraining run itself)
+            raise pretraining_too_long(spec, ipe, total)
     names = _prunable_names(spec.model, tuple(data.input_shape), data.num_classes)
     unknown = [x for x in spec.prune.exclude if x not in names]
     if unknown:
@@ -269,6 +267,12 @@ def check_spec(spec: Spec, opts: TrainOptions, starts: tuple[int, ...] = (0,)) -
 
 # The largest number of iterations a run may ask for (an epoch count is converted first).
 MAX_ITERATIONS = 10**9
+
+
+def pretraining_too_long(spec: Spec, ipe: int, total: int) -> SpecError:
+    k = spec.pretrain.steps.iterations(ipe)
+    return SpecError(f"pretrain.steps: {spec.pretrain.steps} ({k}it) is not before the end of training "
+                     f"({spec.train.steps}, {total}it)")
 
 
 def pretraining_run(spec: Spec, start: int, ipe: int, total: int) -> bool:
@@ -504,9 +508,10 @@ def train_population(members: list[Member], store: Store | None = None,
     if members:
         ref = members[0].spec
         for m in members[1:]:
-            if m.spec.model != ref.model or m.spec.train != ref.train or m.spec.data != ref.data:
-                raise ValueError("members of one population must share data, model and training fields; "
-                                 "only seeds, starting weights and masks may differ")
+            if (m.spec.model != ref.model or m.spec.train != ref.train or m.spec.data != ref.data
+                    or m.spec.pretrain != ref.pretrain):
+                raise ValueError("members of one population must share data, model, training and pretraining "
+                                 "fields; only seeds, starting weights and masks may differ")
         check_spec(ref, opts, tuple(m.start for m in members))
     if opts.threads is not None:
         check_range("threads", opts.threads, 1, 1024)

@@ -29,7 +29,7 @@ from ..models import create_model
 from ..spec import ProbeSpec, PruneSpec, Spec, SpecError
 from ..step import Step
 from ..store import Store
-from .loop import Member, TrainOptions, check_spec, train_population
+from .loop import Member, TrainOptions, check_spec, pretraining_too_long, train_population
 
 
 def pretraining_spec(spec: Spec, ipe: int) -> Spec:
@@ -78,7 +78,9 @@ def with_pretraining(members: list[Member], store: Store, opts: TrainOptions,
         return members
     ref = members[todo[0]].spec
     data, ipe, total = check_spec(ref, opts)
-    k = ref.pretrain.steps.iterations(ipe)  # check_spec made sure that k < total
+    k = ref.pretrain.steps.iterations(ipe)
+    if k >= total:
+        raise pretraining_too_long(ref, ipe, total)
     if ref.pretrain.kind == "sparse" and (masks is None or any(masks[i] is None for i in todo)):
         raise SpecError("pretrain.kind: sparse pretraining needs each member's mask (from pretrain.study)")
     pre = [Member(pretraining_spec(members[i].spec, ipe), kind="pretrain", preset=members[i].preset,

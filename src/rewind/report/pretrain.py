@@ -1,0 +1,79 @@
+"""The early-phase paper's pretraining figure: accuracy of IMP subnetworks rewound to the end of
+pretraining, against the pretraining length, one line per kind, supervised rewinding as the
+reference."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .common import save_figure
+
+
+def _interval(v: np.ndarray, g: np.random.Generator, resamples: int) -> tuple[float, float]:
+    if len(v) < 2:
+        return float("nan"), float("nan")
+    lo, hi = np.percentile(v[g.integers(0, len(v), size=(resamples, len(v)))].mean(1), [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+def pretrain_summary(table: pd.DataFrame, resamples: int = 10_000, seed: int = 0) -> pd.DataFrame:
+    """Per (kind, pretraining length, level): mean, std and n of the test accuracy over replicates;
+    the paired difference (same replicate: same W_0 and data order) to supervised rewinding to the
+    same iteration and to k = 0, each with a 95% percentile bootstrap interval (seeded)."""
+    g = np.random.default_rng(seed)
+    sup = table[table["kind"] == "supervised"]
+    at = sup.set_index(["pretrain_iterations", "level", "replicate"])["test_accuracy"]
+    k0 = sup[sup["pretrain_iterations"] == 0].set_index(["level", "replicate"])["test_accuracy"]
+    rows = []
+    for (kind, steps, it, level), grp in table.groupby(["kind", "pretrain_steps", "pretrain_iterations", "level"]):
+        v = grp.set_index("replicate")["test_accuracy"].dropna()
+        row = {"kind": kind, "pretrain_steps": steps, "pretrain_iterations": int(it), "level": int(level),
+               "density": float(grp["density"].mean()), "mean": float(v.mean()),
+               "std": float(v.std()) if len(v) > 1 else 0.0, "n": len(v)}
+        for name, ref in (("supervised", lambda r: at.get((it, level, r))), ("k0", lambda r: k0.get((level, r)))):
+            d = np.array([v[r] - ref(r) for r in v.index if ref(r) is not None and not np.isnan(ref(r))])
+            lo, hi = _interval(d, g, resamples)
+            row.update({f"minus_{name}": float(d.mean()) if len(d) else float("nan"),
+                        f"minus_{name}_low": lo, f"minus_{name}_high": hi})
+        rows.append(row)
+    return pd.DataFrame(rows).sort_values(["level", "kind", "pretrain_iterations"]).reset_index(drop=True)
+
+
+def plot_pretrain(table: pd.DataFrame, out, levels: list[int] | None = None) -> list:
+    """One panel per level: test accuracy (mean, ±1 std band) against pretraining iterations
+    (symmetric log axis: 0 is k = 0), a line per kind; supervised rewinding in black, k = 0 and
+    the dense network as horizontal references."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    s = pretrain_summary(table, resamples=200)
+    levels = levels or sorted(lv for lv in s["level"].unique() if lv > 0)
+    fig, axes = plt.subplots(1, len(levels), figsize=(4.6 * len(levels) + 1.8, 3.6), squeeze=False)
+    dense = s[(s["level"] == 0) & (s["kind"] == "supervised")]["mean"].mean()
+    colours = plt.get_cmap("tab10")
+    kinds = [k for k in sorted(s["kind"].unique()) if k != "supervised"]
+    for ax, level in zip(axes[0], levels):
+        part = s[s["level"] == level]
+        for i, kind in enumerate(["supervised", *kinds]):
+            line = part[part["kind"] == kind].sort_values("pretrain_iterations")
+            if kind != "supervised":  # every kind starts from the same k = 0 point
+                k0 = part[(part["kind"] == "supervised") & (part["pretrain_iterations"] == 0)]
+                line = pd.concat([k0, line])
+            x, m, sd = line["pretrain_iterations"], 100 * line["mean"], 100 * line["std"]
+            style = dict(color="black", lw=2.0, zorder=5) if kind == "supervised" else dict(color=colours(i), lw=1.4)
+            ax.plot(x, m, marker="o", ms=3.5, label="supervised rewinding" if kind == "supervised" else kind, **style)
+            ax.fill_between(x, m - sd, m + sd, alpha=0.12, color=style["color"], lw=0)
+        k0 = part[(part["kind"] == "supervised") & (part["pretrain_iterations"] == 0)]["mean"]
+        if len(k0):
+            ax.axhline(100 * k0.iloc[0], color="grey", ls="--", lw=1, label="k = 0")
+        if not np.isnan(dense):
+            ax.axhline(100 * dense, color="grey", ls=":", lw=1, label="dense")
+        ax.set_xscale("symlog", linthresh=max(1, int(part[part["pretrain_iterations"] > 0]["pretrain_iterations"].min())))
+        ax.set_xlabel("pretraining length (iterations; 0 = k = 0)")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(f"level {level}: {100 * part['density'].mean():.1f}% of weights")
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    return save_figure(fig, out, dpi=150)
