@@ -371,3 +371,45 @@ def test_the_grid_command_refuses_bad_kinds_and_lengths(tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], err
         assert not root.exists()
+
+
+@pytest.mark.parametrize("engine", ["sequential", "vectorised"])
+def test_a_deficit_that_alters_nothing_is_ordinary_training_bit_for_bit(tmp_path, engine):
+    """A 'subset' of every example keeps the data and its order: as a deficit (optimizer state
+    carried) the two runs are one ordinary run; as pretraining (fresh optimizer at k) they are not."""
+    opts = TrainOptions(quiet=True, engine=engine)
+    plain = spec_of(**{"train.milestones": "50it"})
+    ref = rewind.train(plain, replicates=2, root=tmp_path / "ref", options=opts)
+    over = {"train.milestones": "50it", "pretrain.kind": "subset", "pretrain.size": 4000, "pretrain.steps": "70it"}
+    deficit = rewind.train(spec_of(**over, **{"pretrain.deficit": True}), replicates=2, root=tmp_path / "d",
+                           options=opts)
+    for a, b in zip(ref, deficit):
+        assert b.summary()["start"] == 70
+        assert tensor_digest(a.weights(120)) == tensor_digest(b.weights(120))
+    fresh = rewind.train(spec_of(**over), replicates=2, root=tmp_path / "p", options=opts)
+    assert tensor_digest(ref[0].weights(120)) != tensor_digest(fresh[0].weights(120))
+
+
+def test_critical_periods_from_the_command_line(tmp_path, capsys):
+    root = tmp_path / "runs"
+    base = ["critical-period", "--preset", "mnist1d_mlp", "--set", "train.steps=80it", "--set", "train.milestones=",
+            "--set", "model.widths=24,24", "--root", str(root), "--quiet"]
+    for args, message in ((["--until", "0it,80it"], "not before the end of training"),
+                          (["--deficit", "transform", "--until", "10it"], "a deficit keeps the task"),
+                          (["--deficit", "noise", "--until", "10it"], "pretrain.kind: 'noise' is not allowed")):
+        assert main(base + args) == 2, args
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
+        assert not root.exists()
+    assert main(base + ["--until", "0it,20it", "--replicates", "2", "--csv", str(tmp_path / "t.csv")]) == 0
+    import pandas as pd
+
+    t = pd.read_csv(tmp_path / "t.csv")
+    assert len(t) == 4 and sorted(t["deficit_iterations"]) == [0, 0, 20, 20]
+    # no deficit is the recipe itself: the same run as rewind train
+    plain = rewind.train("mnist1d_mlp", {"train.steps": "80it", "train.milestones": "", "model.widths": "24,24"},
+                         root=root)
+    assert plain.key in set(t[t["deficit_iterations"] == 0]["run"])
+    rows = rewind.results(root)
+    crit = rows[(rows["kind"] == "critical") & (rows["pretrain"] == "blur")]
+    assert set(crit["pretrain_params"]) == {json.dumps({"deficit": True})}

@@ -53,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume-every", type=int, default=500, metavar="N", help="iterations between resume points")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     _pretrain_args(t)
+    d = t.add_argument_group("a deficit in the first iterations (critical periods)")
+    d.add_argument("--deficit", default=None, metavar="KIND", help="random-labels, blur or subset, removed after "
+                                                                   "--deficit-until (the --pretrain-PARAM flags set it)")
+    d.add_argument("--deficit-until", default=None, metavar="STEP", help="iteration at which it is removed, e.g. 2ep")
     _engine_arg(t)
     _common(t)
 
@@ -147,6 +151,20 @@ def build_parser() -> argparse.ArgumentParser:
     ps.add_argument("--plot", default=None, metavar="PATH", help="also write the figure to PATH.png and PATH.svg")
     _train_args(ps)
 
+    cp = sub.add_parser("critical-period", help="final accuracy against the length of an early deficit "
+                                                "(Achille et al.'s critical periods)",
+                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_fields_epilog())
+    cp.add_argument("--preset", default="mnist1d_mlp", help="named recipe (default: mnist1d_mlp)")
+    cp.add_argument("--deficit", default="blur", help="random-labels, blur (default) or subset")
+    cp.add_argument("--until", default="0it,1ep,4ep,16ep", help="deficit lengths (0it: none)")
+    cp.add_argument("--replicates", type=int, default=3)
+    for name, doc in (("size", "subset: examples"), ("factor", "blur: downsampling factor (default 4)"),
+                      ("upsample", "blur: nearest or linear"), ("seed", "seed of the alteration")):
+        cp.add_argument(f"--pretrain-{name}", default=None, help=doc)
+    cp.add_argument("--csv", default=None, metavar="PATH", help="also write the table")
+    cp.add_argument("--plot", default=None, metavar="PATH", help="also write the figure to PATH.png and PATH.svg")
+    _train_args(cp)
+
     ea = sub.add_parser("early", help="early-phase measurements (probes) on a step schedule, and the timeline figure",
                         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_fields_epilog())
     ea.add_argument("--preset", default="mnist1d_mlp", help="named recipe (default: mnist1d_mlp)")
@@ -203,10 +221,16 @@ def _pretrain_args(p: argparse.ArgumentParser) -> None:
 
 
 def _pretrain_overrides(args) -> dict:
-    """--pretrain KIND --pretrain-PARAM V ... as pretrain.* spec fields."""
+    """--pretrain KIND --pretrain-PARAM V ... (or --deficit KIND --deficit-until S) as pretrain.* fields."""
     out = {}
     if getattr(args, "pretrain", None) is not None:
         out["pretrain.kind"] = args.pretrain
+    if getattr(args, "deficit", None) is not None or getattr(args, "deficit_until", None) is not None:
+        if out or getattr(args, "pretrain_steps", None) is not None:
+            raise SpecError("--deficit: give either --pretrain or --deficit, not both")
+        if args.deficit is None or args.deficit_until is None:
+            raise SpecError("--deficit: give the kind and --deficit-until STEP together")
+        out.update({"pretrain.kind": args.deficit, "pretrain.steps": args.deficit_until, "pretrain.deficit": True})
     for name in PRETRAIN_FLAGS:
         v = getattr(args, f"pretrain_{name}", None)
         if v is not None:
@@ -615,6 +639,39 @@ def _cmd_pretrain_study(args) -> int:
     return 0
 
 
+def _cmd_critical_period(args) -> int:
+    from .analysis.critical import critical_periods
+    from .api import make_spec
+    from .step import parse_steps
+    from .store import Store
+
+    spec, name = make_spec(args.preset, parse_assignments(args.sets), args.config)
+    try:
+        untils = list(parse_steps(args.until))
+    except ValueError as e:
+        raise SpecError(f"--until: {e}") from None
+    params = {k: getattr(args, f"pretrain_{k}") for k in ("size", "factor", "upsample", "seed")
+              if getattr(args, f"pretrain_{k}") is not None}
+    table = critical_periods(spec, args.deficit, untils, args.replicates, name, Store(args.root), _options(args),
+                             params)
+    g = table.groupby(["deficit_until", "deficit_iterations"])["test_accuracy"]
+    s = g.agg(["mean", "std", "count"]).reset_index().sort_values("deficit_iterations")
+    print(f"deficit {args.deficit} ({name or '-'}): final test accuracy against the iteration it is removed at")
+    print(f"{'until':>8} {'iterations':>10} {'test acc (mean ± std)':>22} {'n':>3}")
+    for r in s.itertuples():
+        print(f"{r.deficit_until:>8} {r.deficit_iterations:>10} {100 * r.mean:>12.2f} ± {100 * (r.std or 0):<6.2f} "
+              f"{r.count:>3}")
+    if args.csv:
+        table.to_csv(args.csv, index=False)
+        print(f"wrote {args.csv}")
+    if args.plot:
+        from .report import plot_critical
+
+        for p in plot_critical(table, args.plot):
+            print(f"wrote {p}")
+    return 0
+
+
 def _print_pretrain(table, levels) -> None:
     from .report import pretrain_summary
 
@@ -780,7 +837,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     handlers = {"train": _cmd_train, "ls": _cmd_ls, "results": _cmd_results, "presets": _cmd_presets,
                 "lottery": _cmd_lottery, "plot": _cmd_plot, "instability": _cmd_instability, "early": _cmd_early,
-                "linear": _cmd_linear, "pretrain-study": _cmd_pretrain_study, "data": _cmd_data, "verify": _cmd_verify}
+                "linear": _cmd_linear, "pretrain-study": _cmd_pretrain_study,
+                "critical-period": _cmd_critical_period, "data": _cmd_data, "verify": _cmd_verify}
     from .data.files import DataError
 
     with warnings.catch_warnings():

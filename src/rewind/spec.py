@@ -148,6 +148,8 @@ class PretrainSpec:
                              "per-layer densities", choices=("imp", "random"))
     study: str = added("", "sparse: key (or unique prefix) of the lottery study whose mask is used")
     level: int = added(0, "sparse: the level of that study's mask (its last rewind step's chain)", check="nonneg")
+    deficit: bool = added(False, "a deficit, not pretraining (critical periods): the alteration is removed at "
+                                 "pretrain.steps and training goes on with the same optimizer state, as one run")
 
 
 @dataclass(frozen=True)
@@ -275,6 +277,10 @@ def _check_pretrain(spec: "Spec") -> None:
     if p.kind == "rotation" and spec.data.name == "mnist1d":
         raise SpecError("pretrain.kind: rotation needs 2-D images; MNIST-1D is 1-D: use transform (the 4-way "
                         "group identity, reverse, negate, reverse+negate)")
+    if p.deficit and p.kind in ("rotation", "transform"):
+        raise SpecError(f"pretrain.deficit: a deficit keeps the task; {p.kind} replaces it (use pretraining)")
+    if p.deficit and p.lr:
+        raise SpecError("pretrain.lr: a deficit follows the training schedule; leave pretrain.lr at 0")
     if p.kind == "subset" and not p.size:
         raise SpecError("pretrain.size: subset pretraining needs the number of examples, e.g. 400")
     if p.kind == "sparse":

@@ -3,7 +3,7 @@ from .common import save_figure  # noqa: F401  (first: the figure modules use it
 from .early import plot_timeline
 from .instability import instability_summary, plot_instability
 from .lottery import lottery_summary, paired_differences, plot_lottery
-from .pretrain import plot_pretrain, pretrain_summary
+from .pretrain import plot_critical, plot_pretrain, pretrain_summary
 
 __all__ = ["plot_timeline", "instability_summary", "lottery_summary", "paired_differences", "plot_instability", "plot_lottery",
-           "plot_pretrain", "pretrain_summary"]
+           "plot_pretrain", "pretrain_summary", "plot_critical"]

@@ -77,3 +77,26 @@ def plot_pretrain(table: pd.DataFrame, out, levels: list[int] | None = None) -> 
         ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return save_figure(fig, out, dpi=150)
+
+
+def plot_critical(table: pd.DataFrame, out) -> list:
+    """Final test accuracy (mean ± std over replicates) against the length of the deficit."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    for kind, grp in table.groupby("deficit"):
+        g = grp.groupby("deficit_iterations")["test_accuracy"].agg(["mean", "std"]).fillna(0.0).reset_index()
+        x, m, sd = g["deficit_iterations"], 100 * g["mean"], 100 * g["std"]
+        ax.plot(x, m, marker="o", ms=3.5, label=f"deficit: {kind}")
+        ax.fill_between(x, m - sd, m + sd, alpha=0.15, lw=0)
+    positive = table[table["deficit_iterations"] > 0]["deficit_iterations"]
+    if len(positive):
+        ax.set_xscale("symlog", linthresh=max(1, int(positive.min())))
+    ax.set_xlabel("deficit removed after (iterations; 0 = none)")
+    ax.set_ylabel("final test accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, frameon=False)
+    return save_figure(fig, out, dpi=150)

@@ -40,15 +40,18 @@ class Member:
     mask: dict[str, torch.Tensor] | None = None   # prunable tensor name -> bool tensor
     start: int = 0                                # iteration at which training starts
     origin: dict = field(default_factory=dict)    # where init/mask came from (recorded, not hashed)
+    optim: dict[str, torch.Tensor] | None = None  # optimizer state to start from (optim/...); None: fresh
 
     @property
     def key(self) -> str:
-        if self.init is None and self.mask is None and self.start == 0:
+        if self.init is None and self.mask is None and self.start == 0 and self.optim is None:
             return self.spec.hash
         h = hashlib.sha256(self.spec.canonical_json().encode())
         h.update(f"|start={self.start}".encode())
         h.update(f"|init={tensor_digest(self.init) if self.init is not None else '-'}".encode())
         h.update(f"|mask={tensor_digest(self.mask) if self.mask is not None else '-'}".encode())
+        if self.optim is not None:
+            h.update(f"|optim={tensor_digest(self.optim)}".encode())
         return h.hexdigest()[:16]
 
     def spec_doc(self) -> dict:
@@ -59,6 +62,8 @@ class Member:
                 "init_sha256": tensor_digest(self.init) if self.init is not None else None,
                 "mask_sha256": tensor_digest(self.mask) if self.mask is not None else None,
             }
+            if self.optim is not None:
+                doc["start"]["optim_sha256"] = tensor_digest(self.optim)
         return doc
 
 
@@ -372,6 +377,8 @@ def _train_locked(member: Member, run: RunDir, opts: TrainOptions) -> None:
 
     rows: list[dict] = []
     iteration = member.start
+    if member.optim is not None:
+        load_optimizer_tensors(opt, {k: v.to(device) for k, v in member.optim.items()})
     resumed = run.load_resume()
     if resumed is not None:
         iteration, tensors, rows = resumed

@@ -13,6 +13,8 @@ Between the two:
   head; it is replaced by a freshly initialised head of the task's size, drawn like the model's
   own initialisation from the seed derive_seed(HEAD, seeds.init, pretrain.seed); every other
   tensor is kept bit for bit;
+- a *deficit* (pretrain.deficit, Achille et al.'s critical periods) is the same two runs with
+  the optimizer state carried across: the alteration is simply removed at k;
 - sparse pretraining trains only the subnetwork of a mask (a study's IMP mask or a random one);
   the dense network then starts from the pretrained weights where the mask is 1 and from its
   initialisation W_0 where it is 0 (biases and normalisation parameters, never masked, are the
@@ -97,7 +99,10 @@ def with_pretraining(members: list[Member], store: Store, opts: TrainOptions,
         w0 = create_model(spec.model, data.input_shape, data.num_classes, seed=spec.seeds.init).state_dict() \
             if mask is not None else {}
         start = after_pretraining(spec, run.weights(k), w0, mask, data.input_shape, data.num_classes)
-        out[i] = dataclasses.replace(members[i], init=start, start=k,
+        optim = None
+        if spec.pretrain.deficit:  # one run in two parts: the optimizer state goes on
+            optim = {n: v for n, v in run.load(k).items() if n.startswith("optim/")}
+        out[i] = dataclasses.replace(members[i], init=start, start=k, optim=optim,
                                      origin={**members[i].origin, "pretrain_run": run.key})
     return out
 

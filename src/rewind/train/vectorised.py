@@ -255,6 +255,9 @@ def _train_locked(members: list[Member], runs: list[RunDir], opts: TrainOptions)
     opt = StackedOptimizer(spec.train, stack)
 
     positions = [m.start for m in members]
+    for i, m in enumerate(members):
+        if m.optim is not None:
+            opt.load_member(i, m.optim)
     rows: list[list[dict]] = [[] for _ in members]
     for i, run in enumerate(runs):
         resumed = run.load_resume()
