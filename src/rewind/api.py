@@ -47,7 +47,7 @@ def train(preset: str | Spec = "mnist1d_mlp", overrides: dict[str, Any] | None =
     store = Store(root)
     members = replicate_members(spec, name, count)
     if spec.pretrain.kind:
-        from .lottery.pretrain import pretrain_members
+        from .lottery.study import pretrain_members
 
         members = pretrain_members(members, store, opts)
     runs = train_population(members, store, opts)

@@ -703,7 +703,7 @@ def _cmd_train(args) -> int:
     opts = _options(args, resume_every=args.resume_every)
     store = Store(args.root)
     if spec.pretrain.kind:
-        from .lottery.pretrain import pretrain_members
+        from .lottery.study import pretrain_members
 
         members = pretrain_members(members, store, opts)
     runs = train_population(members, store, opts)

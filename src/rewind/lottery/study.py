@@ -25,11 +25,12 @@ import torch
 
 from .. import rng
 from ..models import create_model
-from ..prune.masks import Mask, density, full_mask, magnitude_prune
+from ..prune.masks import Mask, density, full_mask, magnitude_prune, random_mask
 from ..spec import MAX_LEVELS, MAX_REPLICATES, PruneSpec, Spec, SpecError, check_range, replicate_spec
 from ..step import Step
 from ..store import RunDamaged, RunDir, Store, atomic_write_text, notice
 from ..train import Member, TrainOptions, check_spec, train_population
+from ..train.pretrain import with_pretraining
 from .branches import BranchInput, coerce_params, get_branch
 
 
@@ -178,8 +179,6 @@ class Study:
         members = [Member(self.dense_spec(r), kind="lottery", preset=self.preset, index=i,
                           origin=self._labels(r, 0, None, "none", None)) for i, r in enumerate(reps)]
         if self.spec.pretrain.kind:
-            from .pretrain import pretrain_members
-
             members = pretrain_members(members, self.store, opts, replicates=list(reps))
         return train_population(members, self.store, opts)
 
@@ -356,3 +355,41 @@ class Study:
 
         df = results_table(self.store)
         return df[(df["study"] == self.key) & (df["kind"] == "instability")].reset_index(drop=True)
+
+
+MASK_STREAM = 2  # rng.PRETRAIN streams: 0 and 1 alter the train and test splits, 2 draws random masks
+
+
+def sparse_masks(spec: Spec, replicates: list[int], store: Store, opts: TrainOptions) -> list[Mask]:
+    """The mask each replicate pretrains (pretrain.kind = sparse): level ``pretrain.level`` of the
+    chain of replicate r rewound to the last rewind step of study ``pretrain.study`` (levels it
+    lacks are trained), or a random mask with that mask's per-layer counts (``pretrain.mask =
+    random``), drawn from pretrain.seed and the replicate's pruning seed."""
+    p = spec.pretrain
+    try:
+        source = Study.load(p.study, store, opts.data_root)
+    except SpecError as e:
+        raise SpecError(f"pretrain.study: {str(e).removeprefix('--study: ')}") from None
+    if source.spec.model != spec.model or source.spec.data != spec.data:
+        raise SpecError(f"pretrain.study: study {source.key} trains another model or data "
+                        f"({source.spec.model.name} on {source.spec.data.name}); its masks do not fit")
+    k = source.rewind_steps[-1]
+    masks = []
+    for r in replicates:
+        imp = source.mask(r, k, p.level)
+        if p.mask == "random":  # spec is the replicate's: its seeds.prune is shifted already
+            imp = random_mask(imp, rng.generator(rng.PRETRAIN, p.seed, MASK_STREAM, spec.seeds.prune))
+        masks.append(imp)
+    return masks
+
+
+def pretrain_members(members: list[Member], store: Store, opts: TrainOptions,
+                     replicates: list[int] | None = None) -> list[Member]:
+    """``members`` (replicate ``replicates[i]`` each; default their index) starting where their
+    pretraining ends, the pretraining trained or found in the store."""
+    spec = members[0].spec
+    masks = None
+    if spec.pretrain.kind == "sparse":
+        reps = replicates if replicates is not None else [m.index for m in members]
+        masks = [sparse_masks(m.spec, [r], store, opts)[0] for m, r in zip(members, reps)]
+    return with_pretraining(members, store, opts, masks)
