@@ -151,6 +151,18 @@ def build_parser() -> argparse.ArgumentParser:
     ps.add_argument("--plot", default=None, metavar="PATH", help="also write the figure to PATH.png and PATH.svg")
     _train_args(ps)
 
+    sc = sub.add_parser("scores", help="per-example data scores (EL2N, GraNd, forgetting events), averaged over "
+                                       "replicates", formatter_class=argparse.RawDescriptionHelpFormatter,
+                        epilog=_fields_epilog())
+    sc.add_argument("--preset", default="mnist1d_mlp", help="named recipe (default: mnist1d_mlp)")
+    sc.add_argument("--method", required=True, help="el2n, grand or forgetting")
+    sc.add_argument("--at", required=True, help="the step scored (forgetting: counted up to it), e.g. 10ep or 0it")
+    sc.add_argument("--replicates", type=int, default=10, help="runs averaged (default 10, as the authors advise)")
+    sc.add_argument("--csv", default=None, metavar="PATH", help="also write the table (example, label, method, "
+                                                                 "at, replicate, score)")
+    sc.add_argument("--plot", default=None, metavar="PATH", help="also write the histogram to PATH.png and PATH.svg")
+    _train_args(sc)
+
     cp = sub.add_parser("critical-period", help="final accuracy against the length of an early deficit "
                                                 "(Achille et al.'s critical periods)",
                         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_fields_epilog())
@@ -639,6 +651,41 @@ def _cmd_pretrain_study(args) -> int:
     return 0
 
 
+def _cmd_scores(args) -> int:
+    from .analysis.scores import ScoreSet, mean_scores
+    from .api import make_spec
+    from .step import Step
+    from .store import Store
+
+    spec, name = make_spec(args.preset, parse_assignments(args.sets), args.config)
+    try:
+        at = Step.parse(args.at)
+    except ValueError as e:
+        raise SpecError(f"--at: {e}") from None
+    scores = ScoreSet(spec, args.method, at, args.replicates, name, Store(args.root), args.data_root)
+    table = scores.compute(_options(args))
+    mean = mean_scores(table)["score"]
+    q = mean.quantile([0.1, 0.5, 0.9])
+    print(f"scores {scores.key}  ({name or '-'}, {args.method} at {at} = {scores.at_it}it, {args.replicates} "
+          f"replicate(s), {len(mean)} examples)  {scores.path / 'scores.csv'}")
+    print(f"mean over replicates: mean {mean.mean():.4f}  10% {q[0.1]:.4f}  median {q[0.5]:.4f}  90% {q[0.9]:.4f}")
+    if args.replicates >= 2:
+        wide = table.pivot(index="example", columns="replicate", values="score")
+        half = args.replicates // 2
+        a, b = wide.iloc[:, :half].mean(1), wide.iloc[:, half:].mean(1)
+        print(f"split-half reliability (Spearman between the means of replicates 0-{half - 1} and "
+              f"{half}-{args.replicates - 1}): {a.corr(b, method='spearman'):.3f}")
+    if args.csv:
+        table.to_csv(args.csv, index=False)
+        print(f"wrote {args.csv}")
+    if args.plot:
+        from .report import plot_scores
+
+        for p in plot_scores(table, args.plot):
+            print(f"wrote {p}")
+    return 0
+
+
 def _cmd_critical_period(args) -> int:
     from .analysis.critical import critical_periods
     from .api import make_spec
@@ -838,7 +885,8 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {"train": _cmd_train, "ls": _cmd_ls, "results": _cmd_results, "presets": _cmd_presets,
                 "lottery": _cmd_lottery, "plot": _cmd_plot, "instability": _cmd_instability, "early": _cmd_early,
                 "linear": _cmd_linear, "pretrain-study": _cmd_pretrain_study,
-                "critical-period": _cmd_critical_period, "data": _cmd_data, "verify": _cmd_verify}
+                "critical-period": _cmd_critical_period,
+                "scores": _cmd_scores, "data": _cmd_data, "verify": _cmd_verify}
     from .data.files import DataError
 
     with warnings.catch_warnings():

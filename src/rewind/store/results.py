@@ -16,7 +16,7 @@ from .runs import RunDamaged, Store, notice
 COLUMNS = ["run", "kind", "preset", "member", "seed", "step", "split", "metric", "value"]
 LABELS = ["study", "replicate", "level", "density", "rewind_step", "rewind_iteration", "branch", "branch_params",
           "copy", "pair", "alpha", "bn_reset", "layer", "model", "device", "precision", "engine", "threads", "status",
-          "pretrain", "pretrain_steps", "pretrain_params"]
+          "pretrain", "pretrain_steps", "pretrain_params", "example"]
 # columns read from each run's spec rather than from the labels a study or command gave it
 FROM_SPEC = ("layer", "model", "device", "precision", "engine", "threads", "status", "pretrain", "pretrain_steps",
              "pretrain_params")
@@ -140,6 +140,27 @@ def _linear_frames(store: Store, damage: _Damage) -> list[pd.DataFrame]:
     return frames
 
 
+def _score_frames(store: Store, damage: _Damage) -> list[pd.DataFrame]:
+    """Per-example score rows (kind "scores"): member and replicate the replicate, step the
+    iteration scored, metric the method, example the training example's index."""
+    frames = []
+    folder = store.root / "scores"
+    for table in sorted(folder.glob("*/scores.csv")) if folder.is_dir() else []:
+        try:
+            meta = _read_json(table.parent / "meta.json")
+            df = _read_csv(table)
+            out = pd.DataFrame({"run": table.parent.name, "kind": "scores", "preset": meta.get("preset"),
+                                "member": df["replicate"], "seed": meta["spec"]["seeds"]["init"] + df["replicate"],
+                                "step": df["at"], "split": "train", "metric": df["method"], "value": df["score"],
+                                "replicate": df["replicate"], "example": df["example"]})
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            damage.add(f"score set {table.parent}", type(e).__name__)
+            continue
+        out["engine"], out["status"] = "scores", "done"
+        frames.append(out)
+    return frames
+
+
 def results_table(store: Store) -> pd.DataFrame:
     """Every finished run's metrics, tidy. Damaged runs and records are left out, each with a
     warning; ``table.attrs["damaged"]`` maps what was left out to its problem."""
@@ -196,6 +217,7 @@ def results_table(store: Store) -> pd.DataFrame:
             frames.append(m)
     frames.extend(_instability_frames(store, runs, damage))
     frames.extend(_linear_frames(store, damage))
+    frames.extend(_score_frames(store, damage))
     if not frames:
         df = pd.DataFrame(columns=COLUMNS + LABELS)
     else:

@@ -1,0 +1,198 @@
+"""Per-example data scores ("Deep learning on a data diet", Paul et al. 2021), averaged over replicates.
+
+- ``el2n``: ||softmax(f(x)) - onehot(y)||_2 of the network at step ``at``;
+- ``grand``: ||grad_theta loss(f(x), y)||_2 over all parameters at step ``at`` (the authors score
+  at initialisation, ``at = 0it``); per-example gradients from torch.func (vmap of grad over a
+  functional call), in batches: no Python loop over examples;
+- ``forgetting``: forgetting events (Toneva et al. 2019) up to ``at``, counted on the whole
+  training set evaluated after every epoch (a transition correct -> wrong between consecutive
+  evaluations); examples never classified correctly get one more than the number of evaluations
+  (they rank as the most forgettable, as in Toneva et al.).
+
+All in evaluation mode on the un-augmented training set in its fixed order (the authors' code).
+Replicate r is the spec's replicate r (every seed shifted by r); its weights at ``at`` come from
+the run of the full spec when the store has it with a checkpoint there, and otherwise from a run
+of the spec stopped at ``at`` (the learning rate does not depend on the length, so the weights are
+the same). A score set is content-addressed: ``<store>/scores/<key>/scores.csv`` with columns
+example, label, method, at, replicate, score (one row per example and replicate).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch.nn import functional as F
+
+from ..data import iterations_per_epoch, load_data, require_in_memory
+from ..models import create_model
+from ..spec import MAX_REPLICATES, ProbeSpec, PruneSpec, Spec, SpecError, check_range, replicate_spec
+from ..step import Step
+from ..store import Store, atomic_write_text
+from ..train import Member, TrainOptions, check_spec, train_population
+from ..train.loop import dtype_of
+
+METHODS = ("el2n", "grand", "forgetting")
+
+
+@dataclasses.dataclass
+class ScoreSet:
+    """Scores of one method at one step over R replicates of a spec."""
+
+    spec: Spec
+    method: str
+    at: Step
+    replicates: int = 10
+    preset: str | None = None
+    store: Store = dataclasses.field(default_factory=Store)
+    data_root: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise SpecError(f"--method: {self.method!r} is not allowed; choose one of: {', '.join(METHODS)}")
+        check_range("--replicates", self.replicates, 1, MAX_REPLICATES)
+        data, self.ipe, self.total = check_spec(self.spec, TrainOptions(data_root=self.data_root))
+        require_in_memory(data, "scoring examples")
+        self.at_it = self.at.iterations(self.ipe)
+        if self.at_it > self.total:
+            raise SpecError(f"--at: {self.at} ({self.at_it}it) is after the end of training ({self.spec.train.steps})")
+        if self.method == "forgetting" and self.at_it < self.ipe:
+            raise SpecError(f"--at: forgetting events are counted over epochs; {self.at} is less than one epoch "
+                            f"({self.ipe}it)")
+        if self.spec.pretrain.kind:
+            raise SpecError("pretrain.kind: scores are computed for ordinary training; give a recipe without "
+                            "pretraining")
+
+    @property
+    def key(self) -> str:
+        doc = f"{self.spec.canonical_json()}|{self.method}|at={self.at_it}|replicates={self.replicates}"
+        return hashlib.sha256(doc.encode()).hexdigest()[:16]
+
+    @property
+    def path(self) -> Path:
+        return self.store.root / "scores" / self.key
+
+    def _epochs(self) -> list[int]:
+        return [e * self.ipe for e in range(1, self.at_it // self.ipe + 1)]
+
+    def _points(self) -> list[int]:
+        """The iterations whose weights the score needs."""
+        return [0, *self._epochs()] if self.method == "forgetting" else [self.at_it]
+
+    def stopped_spec(self, replicate: int) -> Spec:
+        """Replicate r's spec stopped at ``at`` with checkpoints where the score needs them."""
+        spec = replicate_spec(self.spec, replicate)
+        points = tuple(Step(0, p) for p in self._points() if 0 < p < self.at_it)
+        milestones = tuple(m for m in spec.train.milestones if m.iterations(self.ipe) < self.at_it)
+        train = dataclasses.replace(spec.train, steps=Step(0, self.at_it), checkpoints=points, eval_at=(),
+                                    milestones=milestones)
+        return dataclasses.replace(spec, train=train, prune=PruneSpec(), probe=ProbeSpec())
+
+    def weights(self, options: TrainOptions | None = None) -> list[dict[int, dict[str, torch.Tensor]]]:
+        """For each replicate, {iteration: weights} at the points the score needs (training what the
+        store lacks, as one population)."""
+        opts = options or TrainOptions(quiet=True, data_root=self.data_root)
+        data = load_data(self.spec.data, opts.data_root)
+        out: list[dict | None] = [None] * self.replicates
+        if self.at_it == 0:
+            return [{0: create_model(self.spec.model, data.input_shape, data.num_classes,
+                                     seed=replicate_spec(self.spec, r).seeds.init).state_dict()}
+                    for r in range(self.replicates)]
+        missing = []
+        for r in range(self.replicates):
+            full = self.store.run(replicate_spec(self.spec, r).hash)
+            if full.done and not full.diverged and set(self._points()) <= set(full.checkpoint_steps()):
+                out[r] = {p: full.weights(p) for p in self._points()}
+            else:
+                missing.append(r)
+        members = [Member(self.stopped_spec(r), kind="score-run", preset=self.preset, index=r) for r in missing]
+        for r, run in zip(missing, train_population(members, self.store, opts)):
+            if run.diverged:
+                raise SpecError(f"replicate {r} diverged before {self.at} (run {run.key}); its scores do not exist")
+            out[r] = {p: run.weights(p) for p in self._points()}
+        return out
+
+    def compute(self, options: TrainOptions | None = None) -> pd.DataFrame:
+        """The score table (from the store if computed before)."""
+        table = self.path / "scores.csv"
+        if table.exists():
+            return pd.read_csv(table)
+        opts = options or TrainOptions(quiet=True, data_root=self.data_root)
+        data = load_data(self.spec.data, opts.data_root)
+        dtype = dtype_of(self.spec)
+        x, y = data.x_train.to(dtype), data.y_train
+        frames = []
+        for r, points in enumerate(self.weights(opts)):
+            model = create_model(self.spec.model, data.input_shape, data.num_classes).to(dtype)
+            if self.method == "forgetting":
+                correct = []
+                for p in self._points():
+                    model.load_state_dict(points[p])
+                    correct.append(predictions(model, x, opts.eval_batch) == y)
+                score = forgetting_events(torch.stack(correct)).double()
+            else:
+                model.load_state_dict(points[self.at_it])
+                fn = el2n if self.method == "el2n" else grand
+                score = fn(model, x, y, data.num_classes)
+            frames.append(pd.DataFrame({"example": range(len(y)), "label": y.numpy(), "method": self.method,
+                                        "at": self.at_it, "replicate": r, "score": score.numpy()}))
+        df = pd.concat(frames, ignore_index=True)
+        self.path.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.path / "meta.json", json.dumps(
+            {"key": self.key, "spec": self.spec.to_dict(), "preset": self.preset, "method": self.method,
+             "at": str(self.at), "at_iterations": self.at_it, "replicates": self.replicates}, indent=1) + "\n")
+        atomic_write_text(table, df.to_csv(index=False))  # last: its presence means complete
+        return df
+
+
+def mean_scores(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per example: its label and the score averaged over replicates."""
+    return table.groupby(["example", "label"], as_index=False)["score"].mean()
+
+
+@torch.no_grad()
+def predictions(model, x: torch.Tensor, batch: int = 4096) -> torch.Tensor:
+    model.eval()
+    return torch.cat([model(x[i:i + batch]).argmax(1) for i in range(0, len(x), batch)])
+
+
+@torch.no_grad()
+def el2n(model, x: torch.Tensor, y: torch.Tensor, classes: int, batch: int = 4096) -> torch.Tensor:
+    """||softmax(f(x)) - onehot(y)||_2 per example (float64), in evaluation mode."""
+    model.eval()
+    out = []
+    for i in range(0, len(y), batch):
+        p = F.softmax(model(x[i:i + batch]).double(), dim=1)
+        out.append((p - F.one_hot(y[i:i + batch], classes).double()).norm(dim=1))
+    return torch.cat(out)
+
+
+def grand(model, x: torch.Tensor, y: torch.Tensor, classes: int, batch: int = 256) -> torch.Tensor:
+    """||grad of the example's cross-entropy w.r.t. every parameter||_2 per example (float64),
+    in evaluation mode, from vmap(grad) over a functional call of the model."""
+    from torch.func import functional_call, grad, vmap
+
+    model.eval()
+    params = {n: p.detach() for n, p in model.named_parameters()}
+    buffers = {n: b.detach() for n, b in model.named_buffers()}
+
+    def loss(p, xi, yi):
+        return F.cross_entropy(functional_call(model, (p, buffers), (xi.unsqueeze(0),)), yi.unsqueeze(0))
+
+    per_example = vmap(grad(loss), in_dims=(None, 0, 0))
+    out = []
+    for i in range(0, len(y), batch):
+        g = per_example(params, x[i:i + batch], y[i:i + batch])
+        out.append(sum(v.double().pow(2).flatten(1).sum(1) for v in g.values()).sqrt())
+    return torch.cat(out)
+
+
+def forgetting_events(correct: torch.Tensor) -> torch.Tensor:
+    """correct: [evaluations, examples] bool -> forgetting events per example (correct at one
+    evaluation, wrong at the next); examples never correct get evaluations + 1."""
+    events = (correct[:-1] & ~correct[1:]).sum(0)
+    never = ~correct.any(0)
+    return torch.where(never, torch.full_like(events, correct.shape[0] + 1), events)

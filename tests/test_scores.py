@@ -1,0 +1,126 @@
+"""Per-example data scores: EL2N, GraNd (torch.func), forgetting events; store, sharing, resume."""
+import pandas as pd
+import pytest
+import torch
+from torch.nn import functional as F
+
+import rewind
+from rewind.analysis.scores import ScoreSet, el2n, forgetting_events, grand
+from rewind.cli import main
+from rewind.data import load_data
+from rewind.models import create_model
+from rewind.spec import ModelSpec, SpecError
+from rewind.step import Step
+from rewind.store import Store
+from rewind.train import TrainOptions
+
+SHORT = {"train.steps": "120it", "train.eval_every": "0it", "train.milestones": "", "model.widths": "24,24"}
+
+
+def small(name, **kw):
+    shape = (40,)
+    model = create_model(ModelSpec(name, **kw), shape, 10, seed=3).double()
+    model.train()  # a few steps in training mode, so BatchNorm's running statistics are not trivial
+    x = torch.randn(64, 40, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        model(x)
+    return model
+
+
+@pytest.mark.parametrize("name,kw", [("mlp", {"widths": (16, 16), "batchnorm": True}), ("conv1d", {"widths": (4, 4)})])
+def test_el2n_and_grand_equal_per_example_loops(name, kw):
+    model = small(name, **kw)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(37, 40, dtype=torch.float64, generator=g)
+    y = torch.randint(10, (37,), generator=g)
+    e = el2n(model, x, y, 10, batch=8)
+    gn = grand(model, x, y, 10, batch=8)
+    model.eval()
+    for i in range(37):
+        out = model(x[i:i + 1])
+        p = F.softmax(out, 1)[0]
+        ref = (p - F.one_hot(y[i], 10).double()).norm().item()
+        assert abs(e[i].item() - ref) < 1e-6
+        model.zero_grad()
+        F.cross_entropy(out, y[i:i + 1]).backward()  # the example's own backward pass
+        ref = sum(p.grad.pow(2).sum() for p in model.parameters()).sqrt().item()
+        assert abs(gn[i].item() - ref) < 1e-6 * max(1.0, ref), i
+
+
+def test_forgetting_events_count_correct_to_wrong_transitions():
+    correct = torch.tensor([[0, 1, 1, 0, 1],
+                            [1, 0, 1, 0, 1],
+                            [0, 1, 1, 0, 0],
+                            [1, 0, 1, 0, 1]], dtype=torch.bool)
+    # example 0: 0->1->0->1: one forgetting event; 1: 1->0->1->0: two; 2: never forgotten;
+    # 3: never correct: evaluations + 1 = 5; 4: 1,1,0,1: one
+    assert forgetting_events(correct).tolist() == [1, 2, 0, 5, 1]
+
+
+def spec_of(**over):
+    return rewind.make_spec("mnist1d_mlp", {**SHORT, **over})[0]
+
+
+def test_scores_are_stored_reproducible_and_reuse_the_full_runs_checkpoints(tmp_path):
+    spec = spec_of(**{"train.checkpoints": "40it"})
+    keys, opts = set(), TrainOptions(quiet=True)
+    rewind.train(spec, replicates=3, root=tmp_path / "a")
+    spy = TrainOptions(quiet=True, on_iteration=lambda run, it: keys.add(run.key))
+    a = ScoreSet(spec, "el2n", Step(0, 40), 3, store=Store(tmp_path / "a")).compute(spy)
+    assert not keys  # the full runs have a checkpoint at 40it: nothing trained
+    b = ScoreSet(spec, "el2n", Step(0, 40), 3, store=Store(tmp_path / "b")).compute(opts)
+    pd.testing.assert_frame_equal(a, b, check_exact=False, atol=1e-6)  # stopped runs: the same weights (engines)
+    assert list(a.columns) == ["example", "label", "method", "at", "replicate", "score"]
+    assert len(a) == 3 * 4000 and set(a["replicate"]) == {0, 1, 2}
+    run = Store(tmp_path / "a").run(rewind.replicate_spec(spec, 1).hash)
+    data = load_data(spec.data)
+    model = create_model(spec.model, (40,), 10)
+    model.load_state_dict(run.weights(40))
+    direct = el2n(model, data.x_train, data.y_train, 10)
+    assert torch.allclose(torch.tensor(a[a["replicate"] == 1]["score"].to_numpy()), direct, atol=1e-12)
+    again = ScoreSet(spec, "el2n", Step(0, 40), 3, store=Store(tmp_path / "b")).compute(spy)
+    assert again.equals(b) and not keys  # read back from the store
+    rows = rewind.results(tmp_path / "b")
+    s = rows[rows["kind"] == "scores"]
+    assert len(s) == 12000 and set(s["metric"]) == {"el2n"} and s["example"].max() == 3999
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_a_score_run_interrupted_and_resumed_ends_identical(tmp_path):
+    spec = spec_of()
+    ref = ScoreSet(spec, "forgetting", Step(0, 120), 2, store=Store(tmp_path / "ref")).compute()
+
+    def stop(run, it):
+        if it == 77:
+            raise Interrupt
+
+    store = Store(tmp_path / "cut")
+    with pytest.raises(Interrupt):
+        ScoreSet(spec, "forgetting", Step(0, 120), 2, store=store).compute(
+            TrainOptions(quiet=True, resume_every=10, on_iteration=stop))
+    assert not (ScoreSet(spec, "forgetting", Step(0, 120), 2, store=store).path / "scores.csv").exists()
+    out = ScoreSet(spec, "forgetting", Step(0, 120), 2, store=store).compute(TrainOptions(quiet=True, resume_every=10))
+    assert out.equals(ref)
+
+
+def test_grand_at_initialisation_trains_nothing_and_bad_input_is_refused(tmp_path, capsys):
+    root = tmp_path / "runs"
+    base = ["scores", "--set", "train.steps=120it", "--set", "train.milestones=", "--root", str(root), "--quiet"]
+    for args, message in ((["--method", "el3n", "--at", "10it"], "--method: 'el3n' is not allowed"),
+                          (["--method", "el2n", "--at", "500it"], "after the end of training"),
+                          (["--method", "forgetting", "--at", "10it"], "less than one epoch"),
+                          (["--method", "el2n", "--at", "10it", "--replicates", "0"], "--replicates")):
+        assert main(base + args) == 2, args
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
+        assert not root.exists()
+    assert main(base + ["--method", "grand", "--at", "0it", "--replicates", "2", "--plot", str(tmp_path / "h")]) == 0
+    out = capsys.readouterr().out
+    assert "grand at 0it" in out and "split-half reliability" in out
+    assert not list(Store(root).runs())  # W_0 comes from the seed
+    assert (tmp_path / "h.png").stat().st_size > 0
+    with pytest.raises(SpecError, match="pretraining"):
+        ScoreSet(spec_of(**{"pretrain.kind": "blur", "pretrain.steps": "10it"}), "el2n", Step(0, 10), 2)
