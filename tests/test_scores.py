@@ -124,3 +124,79 @@ def test_grand_at_initialisation_trains_nothing_and_bad_input_is_refused(tmp_pat
     assert (tmp_path / "h.png").stat().st_size > 0
     with pytest.raises(SpecError, match="pretraining"):
         ScoreSet(spec_of(**{"pretrain.kind": "blur", "pretrain.steps": "10it"}), "el2n", Step(0, 10), 2)
+
+
+# ---- subsets chosen by scores ---------------------------------------------------------------------
+
+from rewind.data.subsets import choose  # noqa: E402
+from rewind.spec import DataSpec  # noqa: E402
+
+
+def subset_spec(**kw):
+    return DataSpec(**{"subset_score": "k" if kw.get("subset") != "random" else "", **kw})
+
+
+def test_subsets_are_exactly_the_lowest_or_highest_scores_with_ties_by_index():
+    scores = torch.tensor([0.5, 0.1, 0.9, 0.1, 0.7, 0.3, 0.9, 0.2], dtype=torch.float64)
+    labels = torch.tensor([0, 1, 0, 1, 0, 1, 0, 1])
+    easiest = choose(scores, labels, subset_spec(subset="easiest", subset_size=3), 2)
+    assert easiest.tolist() == [1, 3, 7]                     # 0.1 (1), 0.1 (3), 0.2 (7)
+    hardest = choose(scores, labels, subset_spec(subset="hardest", subset_size=3), 2)
+    assert hardest.tolist() == [2, 4, 6]                     # 0.9 (2), 0.9 (6), 0.7 (4)
+    tie = choose(scores, labels, subset_spec(subset="hardest", subset_size=1), 2)
+    assert tie.tolist() == [2]                               # the tie at 0.9 goes to the lower index
+    band = choose(scores, labels, subset_spec(subset="band", subset_size=2, subset_offset=2), 2)
+    assert band.tolist() == [0, 4]                           # skip 2 and 6, keep 0.7 (4) and 0.5 (0)
+    frac = choose(scores, labels, subset_spec(subset="easiest", subset_fraction=0.5), 2)
+    assert len(frac) == 4
+    balanced = choose(scores, labels, subset_spec(subset="hardest", subset_size=3, subset_balance=True), 2)
+    assert balanced.tolist() == [2, 5, 6]                    # class 0 keeps 2 (0.9, 0.9), class 1 keeps 1 (0.3)
+    a = choose(None, labels, subset_spec(subset="random", subset_size=5, subset_seed=1), 2)
+    b = choose(None, labels, subset_spec(subset="random", subset_size=5, subset_seed=1), 2)
+    c = choose(None, labels, subset_spec(subset="random", subset_size=5, subset_seed=2), 2)
+    assert a.tolist() == b.tolist() and a.tolist() != c.tolist() and len(set(a.tolist())) == 5
+    with pytest.raises(SpecError, match="do not fit"):
+        choose(scores, labels, subset_spec(subset="easiest", subset_size=9), 2)
+
+
+def test_training_on_a_scored_subset_and_refusals(tmp_path):
+    spec = spec_of()
+    scores = ScoreSet(spec, "el2n", Step(0, 40), 2, store=Store(tmp_path))
+    table = scores.compute()
+    sub = spec.replace(**{"data.subset": "easiest", "data.subset_size": 500, "data.subset_score": scores.key})
+    data = load_data(sub.data)
+    mean = table.groupby("example")["score"].mean()
+    expected = sorted(mean.sort_values(kind="stable").index[:500])
+    assert data.indices.tolist() == expected and len(data.y_train) == 500
+    assert torch.equal(data.x_train, load_data(spec.data).x_train[data.indices])
+    run = rewind.train(sub, root=tmp_path)
+    assert run.summary()["final"]["test_accuracy"] > 0
+    assert sub.hash != spec.hash and "subset" not in spec.canonical_json()
+    for over, message in (({"data.subset": "hardest", "data.subset_size": 10, "data.subset_score": "feedbeef"},
+                           "no score set 'feedbeef'"),
+                          ({"data.subset": "random", "data.subset_size": 5000}, "do not fit"),
+                          ({"data.subset": "random", "data.subset_fraction": 1.5}, "(0, 1]"),
+                          ({"data.subset_size": 10}, "set data.subset too"),
+                          ({"data.subset": "easiest", "data.subset_size": 10}, "give its key")):
+        with pytest.raises(SpecError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+            load_data(spec_of(**over).data)
+
+
+def test_data_diet_from_the_command_line(tmp_path, capsys):
+    root = tmp_path / "runs"
+    base = ["data-diet", "--set", "train.steps=80it", "--set", "train.milestones=", "--set", "model.widths=24,24",
+            "--root", str(root), "--quiet"]
+    for args, message in ((["--keep", "0,0.5"], "--keep: fractions must lie in (0, 1]"),
+                          (["--keep", "1.5"], "--keep"), (["--methods", "el3n"], "--methods: el3n"),
+                          (["--el2n-at", "900it"], "after the end of training")):
+        assert main(base + args) == 2, args
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
+        assert not root.exists()
+    assert main(base + ["--keep", "0.5", "--methods", "random,el2n", "--replicates", "2", "--score-replicates", "2",
+                        "--csv", str(tmp_path / "d.csv")]) == 0
+    t = pd.read_csv(tmp_path / "d.csv")
+    assert sorted(zip(t["method"], t["keep"])) == sorted([("full", 1.0)] * 2 + [("random", 0.5)] * 2
+                                                         + [("el2n", 0.5)] * 2)
+    el = t[t["method"] == "el2n"]["score"].iloc[0]
+    assert isinstance(el, str) and len(el) == 16

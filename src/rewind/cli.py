@@ -163,6 +163,22 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--plot", default=None, metavar="PATH", help="also write the histogram to PATH.png and PATH.svg")
     _train_args(sc)
 
+    dd = sub.add_parser("data-diet", help="final accuracy against the fraction of training data kept, random or "
+                                          "by score (Paul et al. 2021)",
+                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_fields_epilog())
+    dd.add_argument("--preset", default="mnist1d_mlp", help="named recipe (default: mnist1d_mlp)")
+    dd.add_argument("--keep", default="0.3,0.5,0.7,0.9", help="fractions of the training set kept, in (0, 1]")
+    dd.add_argument("--methods", default="random,el2n,grand", help="random, el2n, grand, forgetting")
+    dd.add_argument("--keep-which", default="hardest", help="hardest (the paper: prune the easiest) or easiest")
+    dd.add_argument("--replicates", type=int, default=3, help="trainings per subset")
+    dd.add_argument("--score-replicates", type=int, default=10, help="runs each score is averaged over")
+    dd.add_argument("--el2n-at", default=None, help="EL2N's step (default: 10%% of training)")
+    dd.add_argument("--grand-at", default=None, help="GraNd's step (default: 0it, initialisation)")
+    dd.add_argument("--forgetting-at", default=None, help="forgetting events counted up to (default: the end)")
+    dd.add_argument("--csv", default=None, metavar="PATH", help="also write the table")
+    dd.add_argument("--plot", default=None, metavar="PATH", help="also write the figure to PATH.png and PATH.svg")
+    _train_args(dd)
+
     cp = sub.add_parser("critical-period", help="final accuracy against the length of an early deficit "
                                                 "(Achille et al.'s critical periods)",
                         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_fields_epilog())
@@ -686,6 +702,45 @@ def _cmd_scores(args) -> int:
     return 0
 
 
+def _cmd_data_diet(args) -> int:
+    from .analysis.diet import data_diet
+    from .api import make_spec
+    from .step import Step
+    from .store import Store
+
+    spec, name = make_spec(args.preset, parse_assignments(args.sets), args.config)
+    try:
+        keep = [float(v) for v in args.keep.split(",")]
+    except ValueError:
+        raise SpecError(f"--keep: cannot read {args.keep!r}; write fractions such as 0.3,0.5,0.7") from None
+    at = {}
+    for m in ("el2n", "grand", "forgetting"):
+        v = getattr(args, f"{m}_at")
+        if v is not None:
+            try:
+                at[m] = Step.parse(v)
+            except ValueError as e:
+                raise SpecError(f"--{m}-at: {e}") from None
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    table = data_diet(spec, keep, methods, args.replicates, name, Store(args.root), _options(args),
+                      args.score_replicates, at, args.keep_which)
+    s = table.groupby(["method", "keep"])["test_accuracy"].agg(["mean", "std", "count"]).reset_index()
+    print(f"data diet ({name or '-'}; keeping the {args.keep_which} examples by each score): final test accuracy")
+    print(f"{'method':<11} {'keep':>5} {'test acc (mean ± std)':>22} {'n':>3}")
+    for r in s.itertuples():
+        print(f"{r.method:<11} {r.keep:>5.2f} {100 * r.mean:>12.2f} ± {100 * (r.std if r.std == r.std else 0):<6.2f} "
+              f"{r.count:>3}")
+    if args.csv:
+        table.to_csv(args.csv, index=False)
+        print(f"wrote {args.csv}")
+    if args.plot:
+        from .report import plot_diet
+
+        for p in plot_diet(table, args.plot):
+            print(f"wrote {p}")
+    return 0
+
+
 def _cmd_critical_period(args) -> int:
     from .analysis.critical import critical_periods
     from .api import make_spec
@@ -886,7 +941,7 @@ def main(argv: list[str] | None = None) -> int:
                 "lottery": _cmd_lottery, "plot": _cmd_plot, "instability": _cmd_instability, "early": _cmd_early,
                 "linear": _cmd_linear, "pretrain-study": _cmd_pretrain_study,
                 "critical-period": _cmd_critical_period,
-                "scores": _cmd_scores, "data": _cmd_data, "verify": _cmd_verify}
+                "scores": _cmd_scores, "data-diet": _cmd_data_diet, "data": _cmd_data, "verify": _cmd_verify}
     from .data.files import DataError
 
     with warnings.catch_warnings():

@@ -59,6 +59,17 @@ class DataSpec:
     max_shift: int = added(48, "MNIST-1D: largest translation of a pattern, in points (mnist1d's max_translation)",
                            check="nonneg")
     generator_seed: int = added(42, "MNIST-1D: seed of the generator (42 is the published dataset)", check="nonneg")
+    subset: str = added("", "train on a subset of the training set: random, easiest or hardest (lowest or highest "
+                            "mean score of data.subset_score), band (the hardest after skipping data.subset_offset) "
+                            "('' = all)", choices=("", "random", "easiest", "hardest", "band"))
+    subset_size: int = added(0, "examples kept (or give data.subset_fraction)", check="nonneg")
+    subset_fraction: float = added(0.0, "fraction of the training set kept, in (0, 1] (or give data.subset_size)",
+                                   check="nonneg")
+    subset_offset: int = added(0, "band: the hardest examples skipped before the kept ones", check="nonneg")
+    subset_score: str = added("", "key of the score set (rewind scores) that ranks the examples")
+    subset_balance: bool = added(False, "keep equally many examples of each class, ranked within each class "
+                                        "(the first size % classes classes keep one more)")
+    subset_seed: int = added(0, "random: seed of the draw", check="nonneg")
 
 
 @dataclass(frozen=True)
@@ -213,6 +224,7 @@ class Spec:
             for fl in dataclasses.fields(value):
                 _validate(f"{sec.name}.{fl.name}", fl, getattr(value, fl.name))
         _check_generated_size(self.data)
+        _check_subset(self.data)
         _check_pretrain(self)
         if self.probe.schedule:
             from .analysis.probes import parse_schedule
@@ -257,6 +269,31 @@ def _check_generated_size(data: DataSpec) -> None:
     if train + test > MAX_GENERATED:
         raise SpecError(f"data.train_size: MNIST-1D is generated in memory; train and test together may have at "
                         f"most {MAX_GENERATED:,} examples, got {train:,} + {test:,}")
+
+
+SUBSET_FIELDS = ("subset_size", "subset_fraction", "subset_offset", "subset_score", "subset_balance", "subset_seed")
+
+
+def _check_subset(data: DataSpec) -> None:
+    defaults = DataSpec()
+    changed = [n for n in SUBSET_FIELDS if getattr(data, n) != getattr(defaults, n)]
+    if not data.subset:
+        if changed:
+            raise SpecError(f"data.{changed[0]}: set data.subset too (random, easiest, hardest or band)")
+        return
+    if bool(data.subset_size) == bool(data.subset_fraction):
+        raise SpecError("data.subset_size: give the subset's size or its fraction (data.subset_fraction), one of them")
+    if data.subset_fraction > 1:
+        raise SpecError(f"data.subset_fraction: must lie in (0, 1], got {data.subset_fraction}")
+    if data.subset == "random" and data.subset_score:
+        raise SpecError("data.subset_score: a random subset uses no score")
+    if data.subset != "random" and not data.subset_score:
+        raise SpecError(f"data.subset_score: a {data.subset} subset ranks examples by a score set; give its key "
+                        "(rewind scores prints it)")
+    if data.subset != "band" and data.subset_offset:
+        raise SpecError("data.subset_offset: only a band subset skips examples")
+    if data.subset != "random" and data.subset_seed:
+        raise SpecError("data.subset_seed: only a random subset is drawn")
 
 
 def _check_pretrain(spec: "Spec") -> None:

@@ -27,7 +27,9 @@ import pandas as pd
 import torch
 from torch.nn import functional as F
 
-from ..data import iterations_per_epoch, load_data, require_in_memory
+from ..data import load_data, require_in_memory
+from ..data.core import data_root
+from ..data.subsets import score_path
 from ..models import create_model
 from ..spec import MAX_REPLICATES, ProbeSpec, PruneSpec, Spec, SpecError, check_range, replicate_spec
 from ..step import Step
@@ -116,11 +118,19 @@ class ScoreSet:
         return out
 
     def compute(self, options: TrainOptions | None = None) -> pd.DataFrame:
-        """The score table (from the store if computed before)."""
-        table = self.path / "scores.csv"
-        if table.exists():
-            return pd.read_csv(table)
+        """The score table (from the store if computed before). The mean scores also go to the data
+        root, where a data spec's ``subset_score`` finds them (data/subsets.py)."""
         opts = options or TrainOptions(quiet=True, data_root=self.data_root)
+        table = self.path / "scores.csv"
+        df = pd.read_csv(table) if table.exists() else self._compute(opts)
+        annotation = score_path(data_root(opts.data_root or self.data_root), self.key)
+        if not annotation.exists():
+            annotation.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(annotation, mean_scores(df).to_csv(index=False))
+        return df
+
+    def _compute(self, opts: TrainOptions) -> pd.DataFrame:
+        table = self.path / "scores.csv"
         data = load_data(self.spec.data, opts.data_root)
         dtype = dtype_of(self.spec)
         x, y = data.x_train.to(dtype), data.y_train

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from dataclasses import dataclass
@@ -8,7 +9,7 @@ from pathlib import Path
 import torch
 
 from .. import rng
-from ..spec import MNIST1D_GENERATOR_FIELDS, DataSpec
+from ..spec import MNIST1D_GENERATOR_FIELDS, SUBSET_FIELDS, DataSpec
 
 
 @dataclass
@@ -87,6 +88,15 @@ def load_data(spec: DataSpec, root: str | os.PathLike | None = None) -> InMemory
 
     key = (spec.name, spec.split_seed, spec.image_size, *(getattr(spec, f) for f in MNIST1D_GENERATOR_FIELDS),
            str(data_root(root)))
+    if spec.subset:
+        full = load_data(dataclasses.replace(spec, subset="", **{f: DataSpec.__dataclass_fields__[f].default
+                                                                 for f in SUBSET_FIELDS}), root)
+        key = (*key, spec.subset, *(getattr(spec, f) for f in SUBSET_FIELDS))
+        if key not in _DATA_CACHE:
+            from .subsets import select
+
+            _DATA_CACHE[key] = select(full, spec, data_root(root))
+        return _DATA_CACHE[key]
     if key not in _DATA_CACHE:
         loaders = {
             "mnist1d": embedded.mnist1d, "digits": embedded.digits,

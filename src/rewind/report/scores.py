@@ -25,3 +25,26 @@ def plot_scores(table: pd.DataFrame, out) -> list:
     ax.set_ylabel("examples")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return save_figure(fig, out, dpi=150)
+
+
+def plot_diet(table: pd.DataFrame, out) -> list:
+    """Final test accuracy (mean ± std) against the fraction of training data kept, a line per
+    method; the full data as a horizontal reference."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.4, 3.6))
+    full = table[table["method"] == "full"]["test_accuracy"]
+    for method, grp in table[table["method"] != "full"].groupby("method"):
+        g = grp.groupby("keep")["test_accuracy"].agg(["mean", "std"]).fillna(0.0).reset_index()
+        ax.errorbar(100 * g["keep"], 100 * g["mean"], yerr=100 * g["std"], marker="o", ms=3.5, capsize=2,
+                    label=method)
+    if len(full):
+        ax.axhline(100 * full.mean(), color="grey", ls=":", lw=1, label="full data")
+    ax.set_xlabel("training data kept (%)")
+    ax.set_ylabel("final test accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, frameon=False)
+    return save_figure(fig, out, dpi=150)
