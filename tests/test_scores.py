@@ -200,3 +200,63 @@ def test_data_diet_from_the_command_line(tmp_path, capsys):
                                                          + [("el2n", 0.5)] * 2)
     el = t[t["method"] == "el2n"]["score"].iloc[0]
     assert isinstance(el, str) and len(el) == 16
+
+
+def test_pretraining_on_the_easiest_examples_of_a_score_set(tmp_path):
+    from rewind import rng
+    from rewind.data.alter import alter
+    from rewind.data.core import data_root
+
+    spec = spec_of()
+    scores = ScoreSet(spec, "el2n", Step(0, 40), 2, store=Store(tmp_path))
+    mean = scores.compute().groupby("example")["score"].mean()
+    pre = spec_of(**{"pretrain.kind": "subset", "pretrain.steps": "20it", "pretrain.size": 300,
+                     "pretrain.order": "easiest", "pretrain.score": scores.key, "pretrain.balance": True})
+    data = load_data(pre.data)
+    x, y, _ = alter("subset", data.x_train, data.y_train, 10, pre.pretrain, rng.generator(rng.PRETRAIN, 0, 0),
+                    "train", data_root())
+    assert len(y) == 300 and torch.bincount(y, minlength=10).tolist() == [30] * 10
+    for c in range(10):  # within each class, the 30 lowest mean scores (ties by index)
+        members = (data.y_train == c).nonzero().flatten().tolist()
+        expected = sorted(sorted(members, key=lambda i: (mean[i], i))[:30])
+        chosen = [i for i in range(4000) if data.y_train[i] == c
+                  and any(torch.equal(data.x_train[i], row) for row in x[y == c])]
+        assert chosen == expected
+    run = rewind.train(pre, root=tmp_path)
+    assert run.summary()["start"] == 20
+    with pytest.raises(SpecError, match="no score set"):
+        rewind.train(pre.replace(**{"pretrain.score": "0123456789abcdef"}), root=tmp_path)
+    with pytest.raises(SpecError, match="pretrain.score"):
+        spec_of(**{"pretrain.kind": "subset", "pretrain.steps": "20it", "pretrain.size": 300,
+                   "pretrain.order": "hardest"})
+
+
+def test_example_lmc_reads_the_stored_barriers_and_correlates_with_imp(tmp_path, capsys):
+    from scipy.stats import spearmanr
+
+    from rewind.analysis import instability
+    from rewind.analysis.example_lmc import example_lmc, lmc_against_imp
+    from rewind.analysis.instability import load_per_example
+    from rewind.lottery import Study
+    from rewind.step import parse_steps
+
+    study = Study(spec_of(), parse_steps("0it,10it,40it"), "mnist1d_mlp", Store(tmp_path))
+    study.run(1, replicates=2)
+    with pytest.raises(SpecError, match="no instability analysis"):
+        example_lmc(study)
+    instability(study, [0], points=3)
+    lmc = example_lmc(study, (0.05,))
+    assert len(lmc) == 6 and set(lmc["rewind_iteration"]) == {0, 10, 40}
+    for key, labels in study.record()["instability"].items():
+        ex = load_per_example(study.store.root, key)
+        row = lmc[(lmc["replicate"] == labels["replicate"]) & (lmc["rewind_iteration"] == labels["rewind_iteration"])]
+        assert row["fraction"].iloc[0] == (ex["barrier"] < 0.05).mean()
+    per_k, corr = lmc_against_imp(study, 1, (0.05,))
+    acc = study.table()
+    acc = acc[(acc["level"] == 1) & (acc["split"] == "test") & (acc["metric"] == "accuracy")]
+    pairs = lmc.merge(acc, on=["replicate", "rewind_iteration"])
+    assert abs(corr["spearman"].iloc[0] - spearmanr(pairs["fraction"], pairs["value"])[0]) < 1e-12
+    assert corr["n"].iloc[0] == 6
+    assert main(["example-lmc", "--study", study.key, "--imp-level", "1", "--root", str(tmp_path)]) == 0
+    assert "Spearman" in capsys.readouterr().out
+    assert main(["example-lmc", "--study", "feedbeef", "--imp-level", "1", "--root", str(tmp_path)]) == 2

@@ -179,6 +179,33 @@ def build_parser() -> argparse.ArgumentParser:
     dd.add_argument("--plot", default=None, metavar="PATH", help="also write the figure to PATH.png and PATH.svg")
     _train_args(dd)
 
+    dl_ = sub.add_parser("diet-lottery", help="IMP rewound to the end of pretraining on small random, easiest or "
+                                              "hardest subsets (Paul et al. 2022)",
+                         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_fields_epilog())
+    dl_.add_argument("--preset", default="mnist1d_mlp", help="named recipe (default: mnist1d_mlp)")
+    dl_.add_argument("--sizes", default="100,400,1000", help="subset sizes pretrained on")
+    dl_.add_argument("--orders", default="random,easiest,hardest", help="random, easiest, hardest (by the score)")
+    dl_.add_argument("--steps", default="0it,200it", help="pretraining lengths (0it: the k = 0 reference)")
+    dl_.add_argument("--levels", type=int, required=True, help="pruning levels of every study")
+    dl_.add_argument("--replicates", type=int, default=3)
+    dl_.add_argument("--balance", action="store_true", help="equally many examples of each class")
+    dl_.add_argument("--score-method", default="el2n", help="the score ranking easiest and hardest (default el2n)")
+    dl_.add_argument("--score-at", default=None, help="its step (default: 10%% of training; grand: 0it)")
+    dl_.add_argument("--score-replicates", type=int, default=10)
+    dl_.add_argument("--report-levels", default=None, help="levels shown (default: all)")
+    dl_.add_argument("--csv", default=None, metavar="PATH", help="also write the table")
+    dl_.add_argument("--plot", default=None, metavar="PATH", help="also write the figure to PATH.png and PATH.svg")
+    _train_args(dl_)
+
+    el = sub.add_parser("example-lmc", help="share of training examples linearly mode connected at each k, against "
+                                            "IMP accuracy rewound to k (Paul et al. 2022)")
+    el.add_argument("--study", required=True, help="lottery study with instability analyses at several k")
+    el.add_argument("--imp-level", type=int, required=True, help="the IMP level whose accuracy is compared")
+    el.add_argument("--level", type=int, default=0, help="the level whose copies' barriers are read (default 0: dense)")
+    el.add_argument("--thresholds", default="0.01,0.05,0.1", help="barrier thresholds in nats")
+    el.add_argument("--plot", default=None, metavar="PATH", help="also write the figure to PATH.png and PATH.svg")
+    _common(el)
+
     cp = sub.add_parser("critical-period", help="final accuracy against the length of an early deficit "
                                                 "(Achille et al.'s critical periods)",
                         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_fields_epilog())
@@ -741,6 +768,78 @@ def _cmd_data_diet(args) -> int:
     return 0
 
 
+def _cmd_diet_lottery(args) -> int:
+    from .analysis.diet import default_at
+    from .analysis.scores import ScoreSet
+    from .api import make_spec
+    from .lottery.pretrain import PretrainGrid, diet_variants
+    from .step import Step, parse_steps
+    from .store import Store
+    from .train import check_spec
+
+    spec, name = make_spec(args.preset, parse_assignments(args.sets), args.config)
+    try:
+        steps = tuple(parse_steps(args.steps))
+        sizes = [int(v) for v in args.sizes.split(",")]
+        at = Step.parse(args.score_at) if args.score_at else None
+    except ValueError as e:
+        raise SpecError(f"--steps, --sizes or --score-at: {e}") from None
+    orders = [o.strip() for o in args.orders.split(",") if o.strip()]
+    opts = _options(args)
+    store = Store(args.root)
+    key = None
+    if any(o != "random" for o in orders):
+        _, ipe, total = check_spec(spec, opts)
+        scores = ScoreSet(spec, args.score_method, at or default_at(args.score_method, spec, ipe, total),
+                          args.score_replicates, name, store, args.data_root)
+        diet_variants(sizes, orders, "-")  # refuse bad orders and sizes before scoring
+        scores.compute(opts)
+        key = scores.key
+        print(f"scores {key} ({args.score_method} at {scores.at}, {args.score_replicates} replicates)")
+    grid = PretrainGrid(spec, (), steps, args.levels, args.replicates, name, store, {}, None, args.data_root,
+                        variants=diet_variants(sizes, orders, key, args.balance))
+    table = grid.run(opts)
+    shown = parse_levels(args.report_levels) if args.report_levels else None
+    _print_pretrain(table, shown)
+    if args.csv:
+        table.to_csv(args.csv, index=False)
+        print(f"wrote {args.csv}")
+    if args.plot:
+        from .report import plot_pretrain
+
+        for p in plot_pretrain(table, args.plot, shown):
+            print(f"wrote {p}")
+    return 0
+
+
+def _cmd_example_lmc(args) -> int:
+    from .analysis.example_lmc import lmc_against_imp
+    from .lottery import Study
+    from .store import Store
+
+    try:
+        thresholds = [float(v) for v in args.thresholds.split(",")]
+    except ValueError:
+        raise SpecError(f"--thresholds: cannot read {args.thresholds!r}; write numbers such as 0.01,0.05") from None
+    study = Study.load(args.study, Store(args.root))
+    per_k, corr = lmc_against_imp(study, args.imp_level, thresholds, args.level)
+    print(f"study {study.key}: training examples with barrier < threshold between copies from W_k (level "
+          f"{args.level}), and IMP level {args.imp_level} rewound to k")
+    print(f"{'threshold':>9} {'k':>8} {'connected % (mean ± std)':>26} {'IMP test acc %':>16} {'n':>3}")
+    for r in per_k.itertuples():
+        print(f"{r.threshold:>9g} {r.rewind_step:>8} {100 * r.fraction:>15.2f} ± {100 * (r.fraction_std or 0):<8.2f} "
+              f"{100 * r.imp_accuracy:>16.2f} {r.n:>3}")
+    for r in corr.itertuples():
+        print(f"Spearman(connected share, IMP accuracy) at threshold {r.threshold:g}: {r.spearman:+.3f} (n = {r.n} "
+              f"replicate x k pairs)")
+    if args.plot:
+        from .report import plot_example_lmc
+
+        for p in plot_example_lmc(per_k, args.plot):
+            print(f"wrote {p}")
+    return 0
+
+
 def _cmd_critical_period(args) -> int:
     from .analysis.critical import critical_periods
     from .api import make_spec
@@ -941,7 +1040,8 @@ def main(argv: list[str] | None = None) -> int:
                 "lottery": _cmd_lottery, "plot": _cmd_plot, "instability": _cmd_instability, "early": _cmd_early,
                 "linear": _cmd_linear, "pretrain-study": _cmd_pretrain_study,
                 "critical-period": _cmd_critical_period,
-                "scores": _cmd_scores, "data-diet": _cmd_data_diet, "data": _cmd_data, "verify": _cmd_verify}
+                "scores": _cmd_scores, "data-diet": _cmd_data_diet,
+                "example-lmc": _cmd_example_lmc, "diet-lottery": _cmd_diet_lottery, "data": _cmd_data, "verify": _cmd_verify}
     from .data.files import DataError
 
     with warnings.catch_warnings():

@@ -135,7 +135,7 @@ class ProbeSpec:
 PRETRAIN_KINDS = ("", "random-labels", "rotation", "transform", "blur", "subset", "sparse")
 # the fields each kind reads (besides kind, steps, seed and lr); any other field must keep its default
 PRETRAIN_PARAMS = {"random-labels": (), "rotation": (), "transform": (), "blur": ("factor", "upsample"),
-                   "subset": ("size",), "sparse": ("mask", "study", "level")}
+                   "subset": ("size", "order", "score", "balance"), "sparse": ("mask", "study", "level")}
 
 
 @dataclass(frozen=True)
@@ -155,6 +155,10 @@ class PretrainSpec:
     upsample: str = added("nearest", "blur: how the pooled input is brought back to size",
                           choices=("nearest", "linear"))
     size: int = added(0, "subset: number of training examples pretrained on", check="nonneg")
+    order: str = added("random", "subset: which examples: random, or the easiest or hardest by the score set "
+                                 "pretrain.score (lowest or highest mean score)", choices=("random", "easiest", "hardest"))
+    score: str = added("", "subset: key of the score set (rewind scores) that ranks the examples")
+    balance: bool = added(False, "subset: equally many examples of each class")
     mask: str = added("imp", "sparse: the pretrained subnetwork: a study's IMP mask, or a random mask with its "
                              "per-layer densities", choices=("imp", "random"))
     study: str = added("", "sparse: key (or unique prefix) of the lottery study whose mask is used")
@@ -307,7 +311,7 @@ def _check_pretrain(spec: "Spec") -> None:
     if not (p.steps.ep or p.steps.it):
         raise SpecError(f"pretrain.steps: pretraining of kind {p.kind} needs a length, e.g. 200it or 1ep")
     used = PRETRAIN_PARAMS[p.kind]
-    for name in ("factor", "upsample", "size", "mask", "study", "level"):
+    for name in ("factor", "upsample", "size", "order", "score", "balance", "mask", "study", "level"):
         if name not in used and getattr(p, name) != getattr(defaults, name):
             raise SpecError(f"pretrain.{name}: not used by pretraining of kind {p.kind} "
                             f"({'it reads ' + ', '.join(used) if used else 'it has no parameters'})")
@@ -320,6 +324,9 @@ def _check_pretrain(spec: "Spec") -> None:
         raise SpecError("pretrain.lr: a deficit follows the training schedule; leave pretrain.lr at 0")
     if p.kind == "subset" and not p.size:
         raise SpecError("pretrain.size: subset pretraining needs the number of examples, e.g. 400")
+    if p.kind == "subset" and (p.order == "random") == bool(p.score):
+        raise SpecError("pretrain.score: easiest and hardest subsets rank examples by a score set (give its key); "
+                        "a random subset uses none")
     if p.kind == "sparse":
         if not p.study:
             raise SpecError("pretrain.study: sparse pretraining takes its mask (or, for a random mask, the "

@@ -15,7 +15,9 @@ separate generators, so the test split measures the pretext task on unseen examp
 - ``blur``: average pooling to ceil(size / factor) per spatial axis, then upsampling back to the
   original size (``nearest``: each pooled value repeated; ``linear``: linear or bilinear
   interpolation with align_corners=False). Constant inputs are left unchanged.
-- ``subset``: ``size`` examples drawn without replacement (kept in index order); test unchanged.
+- ``subset``: ``size`` examples drawn without replacement (kept in index order), or the easiest or
+  hardest by a score set (data/subsets.py's rule; ``balance``: equally many per class); test
+  unchanged.
 - ``sparse``: the data unchanged (the network is masked instead).
 """
 from __future__ import annotations
@@ -96,12 +98,23 @@ def blur(x, y, classes, params, g):
 
 
 @register_alteration("subset")
-def subset(x, y, classes, params, g, split: str = "train"):
+def subset(x, y, classes, params, g, split: str = "train", root=None):
     if split != "train":
         return x, y, classes
     if params.size > len(y):
         raise SpecError(f"pretrain.size: {params.size:,} is more than the {len(y):,} training examples")
-    idx = torch.randperm(len(y), generator=g)[:params.size].sort().values.to(y.device)
+    if params.order == "random" and not params.balance:
+        idx = torch.randperm(len(y), generator=g)[:params.size].sort().values.to(y.device)
+        return x[idx], y[idx], classes
+    from ..spec import DataSpec
+    from .subsets import choose, load_scores
+
+    scores = None if params.order == "random" else load_scores(root, params.score, y)
+    if scores is None:  # a balanced random subset: rank by a draw from the alteration's generator
+        scores = torch.rand(len(y), generator=g, dtype=torch.float64)
+    rule = DataSpec(subset="easiest" if params.order in ("easiest", "random") else "hardest",
+                    subset_size=params.size, subset_score="-", subset_balance=params.balance)
+    idx = choose(scores, y.cpu(), rule, classes).to(y.device)
     return x[idx], y[idx], classes
 
 
@@ -110,7 +123,7 @@ def sparse(x, y, classes, params, g):
     return x, y, classes
 
 
-def check_alteration(params, input_shape: tuple[int, ...], n_train: int, batch_size: int) -> None:
+def check_alteration(params, input_shape: tuple[int, ...], n_train: int, batch_size: int, root=None) -> None:
     """Refuse (SpecError naming the field) an alteration that does not fit the data, before
     anything is computed or written."""
     kind = params.kind
@@ -129,12 +142,19 @@ def check_alteration(params, input_shape: tuple[int, ...], n_train: int, batch_s
             raise SpecError(f"pretrain.size: {params.size:,} is more than the {n_train:,} training examples")
         if params.size < batch_size:
             raise SpecError(f"pretrain.size: {params.size:,} examples are fewer than a batch ({batch_size})")
+        if params.order != "random" and root is not None:
+            from .subsets import score_path
+
+            if not score_path(root, params.score).exists():
+                raise SpecError(f"pretrain.score: no score set {params.score!r} in {score_path(root, params.score).parent}"
+                                " (rewind scores computes one and prints its key)")
 
 
 def alter(kind: str, x: torch.Tensor, y: torch.Tensor, classes: int, params, g: torch.Generator,
-          split: str) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Split ``split`` (train or test) of a dataset as pretraining kind ``kind`` sees it."""
+          split: str, root=None) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Split ``split`` (train or test) of a dataset as pretraining kind ``kind`` sees it (``root``:
+    the data root, where scored subsets find their score set)."""
     fn = ALTERATIONS[kind]
     if kind == "subset":
-        return fn(x, y, classes, params, g, split=split)
+        return fn(x, y, classes, params, g, split=split, root=root)
     return fn(x, y, classes, params, g)

@@ -34,12 +34,13 @@ class PretrainGrid:
     params: dict = dataclasses.field(default_factory=dict)  # pretrain.<field> for the kinds that read it
     sparse_level: int | None = None
     data_root: str | None = None
+    variants: list[tuple[str, dict]] | None = None  # (label, pretrain.* fields) instead of kinds x params
 
     def __post_init__(self) -> None:
         check_range("--levels", self.levels, 1, MAX_LEVELS)
         check_range("--replicates", self.replicates, 1, MAX_REPLICATES)
         unknown = [k for k in self.kinds if k not in PRETRAIN_STUDY_KINDS]
-        if unknown or not self.kinds:
+        if self.variants is None and (unknown or not self.kinds):
             raise SpecError(f"--kinds: {', '.join(unknown) or 'none given'}; choose from {', '.join(PRETRAIN_STUDY_KINDS)}")
         if self.spec.pretrain.kind:
             raise SpecError("--set pretrain.*: the grid sets pretraining itself; give a recipe without it")
@@ -52,11 +53,12 @@ class PretrainGrid:
         if not self.lengths:
             raise SpecError("--steps: give at least one pretraining length above 0it, e.g. 0it,200it,1ep")
         self.studies = {}  # (label, step) -> Study; every spec is built (and checked) before training
-        for kind in self.kinds:
-            for label, extra in self._variants(kind):
-                for s in self.lengths:
-                    spec = self.spec.replace(**{"pretrain.kind": kind, "pretrain.steps": str(s), **extra})
-                    self.studies[(label, str(s))] = Study(spec, (s,), self.preset, self.store, self.data_root)
+        variants = self.variants if self.variants is not None else [
+            (label, {"pretrain.kind": kind, **extra}) for kind in self.kinds for label, extra in self._variants(kind)]
+        for label, fields in variants:
+            for s in self.lengths:
+                spec = self.spec.replace(**{**fields, "pretrain.steps": str(s)})
+                self.studies[(label, str(s))] = Study(spec, (s,), self.preset, self.store, self.data_root)
 
     def _variants(self, kind: str) -> list[tuple[str, dict]]:
         from ..spec import PRETRAIN_PARAMS
@@ -98,3 +100,22 @@ class PretrainGrid:
                 "study", "pretrain_params"]
         return df[cols].rename(columns={"value": "test_accuracy"}).sort_values(
             ["kind", "pretrain_iterations", "level", "replicate"]).reset_index(drop=True)
+
+
+def diet_variants(sizes: list[int], orders: list[str], score: str | None, balance: bool = False) -> list[tuple[str, dict]]:
+    """Pretraining on subsets ("Lottery tickets on a data diet"): one variant per (order, size),
+    labelled ORDER-SIZE; easiest and hardest rank by the score set ``score``."""
+    bad = [o for o in orders if o not in ("random", "easiest", "hardest")]
+    if bad or not orders:
+        raise SpecError(f"--orders: {', '.join(bad) or 'none given'}; choose from random, easiest, hardest")
+    if not sizes:
+        raise SpecError("--sizes: give the subset sizes, e.g. 100,400,1000")
+    out = []
+    for order in orders:
+        for size in sizes:
+            fields = {"pretrain.kind": "subset", "pretrain.size": size, "pretrain.order": order,
+                      "pretrain.balance": balance}
+            if order != "random":
+                fields["pretrain.score"] = score
+            out.append((f"{order}-{size}", fields))
+    return out

@@ -4,7 +4,7 @@ from .early import plot_timeline
 from .instability import instability_summary, plot_instability
 from .lottery import lottery_summary, paired_differences, plot_lottery
 from .pretrain import plot_critical, plot_pretrain, pretrain_summary
-from .scores import plot_diet, plot_scores
+from .scores import plot_diet, plot_example_lmc, plot_scores
 
 __all__ = ["plot_timeline", "instability_summary", "lottery_summary", "paired_differences", "plot_instability", "plot_lottery",
-           "plot_pretrain", "pretrain_summary", "plot_critical", "plot_scores", "plot_diet"]
+           "plot_pretrain", "pretrain_summary", "plot_critical", "plot_scores", "plot_diet", "plot_example_lmc"]

@@ -48,3 +48,30 @@ def plot_diet(table: pd.DataFrame, out) -> list:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, frameon=False)
     return save_figure(fig, out, dpi=150)
+
+
+def plot_example_lmc(per_k: pd.DataFrame, out) -> list:
+    """The connected share (one line per threshold) and IMP's accuracy against k (twin axes)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.6, 3.6))
+    for t, g in per_k.groupby("threshold"):
+        ax.plot(g["rewind_iteration"], 100 * g["fraction"], marker="o", ms=3.5, label=f"connected (< {t:g} nats)")
+    ax.set_xlabel("k (iterations)")
+    ax.set_ylabel("training examples connected (%)")
+    acc = per_k.drop_duplicates("rewind_iteration")
+    twin = ax.twinx()
+    twin.plot(acc["rewind_iteration"], 100 * acc["imp_accuracy"], color="black", lw=2, marker="s", ms=3.5,
+              label="IMP test accuracy")
+    twin.set_ylabel("IMP test accuracy (%)")
+    positive = per_k[per_k["rewind_iteration"] > 0]["rewind_iteration"]
+    if len(positive):
+        ax.set_xscale("symlog", linthresh=max(1, int(positive.min())))
+    lines = ax.get_legend_handles_labels()
+    lines2 = twin.get_legend_handles_labels()
+    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=7, frameon=False, loc="lower right")
+    ax.grid(alpha=0.3)
+    return save_figure(fig, out, dpi=150)

@@ -252,7 +252,9 @@ def check_spec(spec: Spec, opts: TrainOptions, starts: tuple[int, ...] = (0,)) -
         from ..data.core import require_in_memory
 
         require_in_memory(data, "pretraining")
-        check_alteration(spec.pretrain, tuple(data.input_shape), n, bs)
+        from ..data.core import data_root
+
+        check_alteration(spec.pretrain, tuple(data.input_shape), n, bs, data_root(opts.data_root))
         if spec.pretrain.steps.iterations(ipe) > total:  # (== total: the pretraining run itself)
             raise pretraining_too_long(spec, ipe, total)
     names = _prunable_names(spec.model, tuple(data.input_shape), data.num_classes)
@@ -295,7 +297,7 @@ def pretraining_run(spec: Spec, start: int, ipe: int, total: int) -> bool:
     return True
 
 
-def _altered(spec: Spec, data, ipe: int, total: int) -> tuple:
+def _altered(spec: Spec, data, root) -> tuple:
     """The four tensors and the number of classes of the pretraining task (data/alter.py)."""
     from .. import rng
     from ..data.alter import alter
@@ -304,7 +306,7 @@ def _altered(spec: Spec, data, ipe: int, total: int) -> tuple:
     out = []
     for code, (x, y) in enumerate(((data.x_train, data.y_train), (data.x_test, data.y_test))):
         g = rng.generator(rng.PRETRAIN, p.seed, code)
-        out.append(alter(p.kind, x, y, data.num_classes, p, g, ("train", "test")[code]))
+        out.append(alter(p.kind, x, y, data.num_classes, p, g, ("train", "test")[code], root))
     (xtr, ytr, classes), (xte, yte, _) = out
     return xtr, ytr, xte, yte, classes
 
@@ -314,7 +316,12 @@ def prepare(members: list[Member], runs: list[RunDir], opts: TrainOptions) -> Pr
     data, ipe, total = check_spec(spec, opts, tuple(m.start for m in members))
     streaming = getattr(data, "streaming", False)
     pretraining = pretraining_run(spec, min(m.start for m in members), ipe, total)
-    tensors = _altered(spec, data, ipe, total) if pretraining else None
+    if pretraining:
+        from ..data.core import data_root
+
+        tensors = _altered(spec, data, data_root(opts.data_root))
+    else:
+        tensors = None
     for m, run in zip(members, runs):
         run.write_spec(m.spec_doc(), {"kind": m.kind, "preset": m.preset, "member": m.index, **m.origin})
     device, dtype = resolve_device(opts.device), dtype_of(spec)
