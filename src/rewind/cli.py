@@ -257,7 +257,8 @@ def _branches():
     return BRANCHES
 
 
-PRETRAIN_FLAGS = ("steps", "seed", "lr", "factor", "upsample", "size", "mask", "study", "level")
+PRETRAIN_FLAGS = ("steps", "seed", "lr", "factor", "upsample", "size", "order", "score", "balance", "mask", "study",
+                  "level")
 
 
 def _pretrain_args(p: argparse.ArgumentParser) -> None:
@@ -270,6 +271,9 @@ def _pretrain_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--pretrain-factor", default=None, help="blur: downsampling factor (default 4)")
     g.add_argument("--pretrain-upsample", default=None, help="blur: nearest (default) or linear")
     g.add_argument("--pretrain-size", default=None, help="subset: number of training examples")
+    g.add_argument("--pretrain-order", default=None, help="subset: random (default), easiest or hardest by a score set")
+    g.add_argument("--pretrain-score", default=None, help="subset: key of that score set (rewind scores)")
+    g.add_argument("--pretrain-balance", default=None, help="subset: true for equally many examples per class")
     g.add_argument("--pretrain-mask", default=None, help="sparse: imp (default) or random")
     g.add_argument("--pretrain-study", default=None, help="sparse: key of the study whose mask is pretrained")
     g.add_argument("--pretrain-level", default=None, help="sparse: level of that study's mask")
