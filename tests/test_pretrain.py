@@ -413,3 +413,24 @@ def test_critical_periods_from_the_command_line(tmp_path, capsys):
     rows = rewind.results(root)
     crit = rows[(rows["kind"] == "critical") & (rows["pretrain"] == "blur")]
     assert set(crit["pretrain_params"]) == {json.dumps({"deficit": True})}
+
+
+def test_instability_copies_start_from_the_pretrained_weights_and_deficits_from_the_cli(tmp_path, capsys):
+    root = tmp_path / "runs"
+    base = ["--preset", "mnist1d_mlp", "--set", "train.steps=60it", "--set", "train.milestones=",
+            "--set", "model.widths=24,24", "--root", str(root), "--quiet"]
+    assert main(["instability", *base, "--pretrain", "transform", "--pretrain-steps", "20it", "--points", "3"]) == 0
+    assert " 20it " in capsys.readouterr().out
+    store = Store(root)
+    dense = [r for r in store.runs() if r.meta().get("kind") == "lottery"]
+    copies = [r for r in store.runs() if r.meta().get("kind") == "copy"]
+    assert len(dense) == 1 and len(copies) == 2
+    for c in copies:
+        assert c.summary()["start"] == 20
+        assert tensor_digest(c.weights(20)) == tensor_digest(dense[0].weights(20))
+    assert main(["train", *base, "--deficit", "blur", "--deficit-until", "30it"]) == 0
+    line = capsys.readouterr().out
+    run = [r for r in store.runs() if r.meta().get("kind") == "train"][0]
+    assert run.key in line and run.summary()["start"] == 30
+    assert run.spec_doc()["spec"]["pretrain"]["deficit"] is True
+    assert "optim_sha256" in run.spec_doc()["start"]
