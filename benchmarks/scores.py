@@ -1,4 +1,5 @@
-"""GraNd's per-example gradients: torch.func (vmap of grad, batched) against a Python loop that
+"""GraNd's per-example gradient norms, batched (layer by layer for Linear/Conv networks, else torch.func
+vmap of grad), against a Python loop that
 runs each example's own backward pass, in the same process, on the same model and examples.
 
     .venv/bin/python benchmarks/scores.py [--presets mnist1d_mlp,mnist1d_conv] [--examples 4000] [--loop 400]
@@ -58,7 +59,7 @@ def main() -> None:
         t_vmap = best(lambda: grand(model, x, y, data.num_classes), args.repeat) / len(y)
         t_loop = best(lambda: loop_grand(model, x[:args.loop], y[:args.loop]), args.repeat) / args.loop
         t_el2n = best(lambda: el2n(model, x, y, data.num_classes), args.repeat) / len(y)
-        print(f"{preset:<14} GraNd vmap {1 / t_vmap:>9,.0f} examples/s   loop {1 / t_loop:>7,.0f} examples/s   "
+        print(f"{preset:<14} GraNd batched {1 / t_vmap:>9,.0f} examples/s   loop {1 / t_loop:>7,.0f} examples/s   "
               f"ratio {t_loop / t_vmap:5.1f}x   (EL2N {1 / t_el2n:>10,.0f} examples/s)")
 
 

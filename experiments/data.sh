@@ -35,3 +35,30 @@ done
 $R data-diet --preset mnist1d_mlp --keep 0.3,0.5,0.7,0.9 --methods random,el2n,grand,forgetting --replicates 3 \
   --root runs/diet --csv docs/diet/data-diet-mnist1d_mlp.csv --plot docs/diet/data-diet-mnist1d_mlp --quiet \
   > docs/diet/data-diet-mnist1d_mlp.txt
+$R data-diet --preset mnist1d_mlp --keep 0.3,0.5,0.7,0.9 --methods el2n,grand,forgetting --keep-which easiest \
+  --replicates 3 --root runs/diet --csv docs/diet/data-diet-easiest-mnist1d_mlp.csv \
+  --plot docs/diet/data-diet-easiest-mnist1d_mlp --quiet > docs/diet/data-diet-easiest-mnist1d_mlp.txt
+$R diet-lottery --preset mnist1d_mlp --sizes 400 --orders random,easiest,hardest --steps 0it,40it,200it --levels 6 \
+  --replicates 3 --report-levels 3,6 --root runs/diet --csv docs/diet/diet-lottery-mnist1d_mlp.csv \
+  --plot docs/diet/diet-lottery-mnist1d_mlp --quiet > docs/diet/diet-lottery-mnist1d_mlp.txt
+$R instability --study 6446e24555c584a8 --at 0it,40it,200it,800it --levels 0 --points 5 --root runs/pretrain --quiet \
+  > docs/diet/instability-mnist1d_mlp.txt   # the mnist1d_mlp reference study of the pretraining grid
+for L in 3 6; do
+  $R example-lmc --study 6446e24555c584a8 --imp-level $L --root runs/pretrain \
+    --plot docs/diet/example-lmc-mnist1d_mlp-L$L > docs/diet/example-lmc-mnist1d_mlp-L$L.txt
+done
+$R data-diet --preset mnist1d_conv --keep 0.3,0.5,0.7,0.9 --methods random,el2n,grand --replicates 3 --root runs/diet \
+  --csv docs/diet/data-diet-mnist1d_conv.csv --plot docs/diet/data-diet-mnist1d_conv --quiet > docs/diet/data-diet-mnist1d_conv.txt
+export OMP_NUM_THREADS=2
+$R diet-lottery --preset mnist1d_resnet --sizes 400 --orders random,easiest,hardest --steps 0it,200it --levels 5 \
+  --replicates 3 --report-levels 3,5 --root runs/diet --csv docs/diet/diet-lottery-mnist1d_resnet.csv \
+  --plot docs/diet/diet-lottery-mnist1d_resnet --quiet > docs/diet/diet-lottery-mnist1d_resnet.txt
+$R lottery --preset mnist1d_resnet --rewind 0it,20it,40it,100it,200it --levels 5 --replicates 3 --root runs/testbed \
+  --quiet > docs/diet/lottery-mnist1d_resnet-5k.txt
+KEY=$(head -1 docs/diet/lottery-mnist1d_resnet-5k.txt | awk '{print $2}')
+$R instability --study $KEY --at 0it,20it,40it,100it,200it --levels 0 --points 5 --root runs/testbed --quiet \
+  > docs/diet/instability-mnist1d_resnet.txt
+for L in 3 5; do
+  $R example-lmc --study $KEY --imp-level $L --root runs/testbed --plot docs/diet/example-lmc-mnist1d_resnet-L$L \
+    > docs/diet/example-lmc-mnist1d_resnet-L$L.txt
+done

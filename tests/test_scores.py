@@ -5,7 +5,7 @@ import torch
 from torch.nn import functional as F
 
 import rewind
-from rewind.analysis.scores import ScoreSet, el2n, forgetting_events, grand
+from rewind.analysis.scores import ScoreSet, _layer_norms_apply, el2n, forgetting_events, grand
 from rewind.cli import main
 from rewind.data import load_data
 from rewind.models import create_model
@@ -18,23 +18,25 @@ SHORT = {"train.steps": "120it", "train.eval_every": "0it", "train.milestones": 
 
 
 def small(name, **kw):
-    shape = (40,)
+    shape = (1, 8, 8) if name == "digits_cnn" else (40,)
     model = create_model(ModelSpec(name, **kw), shape, 10, seed=3).double()
     model.train()  # a few steps in training mode, so BatchNorm's running statistics are not trivial
-    x = torch.randn(64, 40, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(64, *shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         model(x)
     return model
 
 
-@pytest.mark.parametrize("name,kw", [("mlp", {"widths": (16, 16), "batchnorm": True}), ("conv1d", {"widths": (4, 4)})])
+@pytest.mark.parametrize("name,kw", [("mlp", {"widths": (16, 16), "batchnorm": True}), ("conv1d", {"widths": (4, 4)}),
+                                     ("mlp", {"widths": (16, 16)}), ("digits_cnn", {"widths": (4, 8)})])
 def test_el2n_and_grand_equal_per_example_loops(name, kw):
     model = small(name, **kw)
     g = torch.Generator().manual_seed(1)
-    x = torch.randn(37, 40, dtype=torch.float64, generator=g)
+    x = torch.randn(37, *((1, 8, 8) if name == "digits_cnn" else (40,)), dtype=torch.float64, generator=g)
     y = torch.randint(10, (37,), generator=g)
     e = el2n(model, x, y, 10, batch=8)
     gn = grand(model, x, y, 10, batch=8)
+    assert _layer_norms_apply(model) == (not kw.get("batchnorm"))  # both ways of computing GraNd are checked
     model.eval()
     for i in range(37):
         out = model(x[i:i + 1])

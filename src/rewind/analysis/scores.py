@@ -180,12 +180,77 @@ def el2n(model, x: torch.Tensor, y: torch.Tensor, classes: int, batch: int = 409
     return torch.cat(out)
 
 
+def _layer_norms_apply(model) -> bool:
+    """Whether every parameter belongs to a Linear or an ungrouped Conv1d/Conv2d layer."""
+    from torch import nn
+
+    for mod in model.modules():
+        own = list(mod.parameters(recurse=False))
+        if not own:
+            continue
+        if isinstance(mod, nn.Linear):
+            continue
+        if isinstance(mod, (nn.Conv1d, nn.Conv2d)) and mod.groups == 1 and isinstance(mod.padding, tuple):
+            continue
+        return False
+    return True
+
+
+def _grand_by_layers(model, x: torch.Tensor, y: torch.Tensor, batch: int) -> torch.Tensor:
+    """GraNd for networks of Linear and Conv layers without materialising per-example gradients of
+    the whole network: each layer's per-example weight gradient is the product of its output
+    gradient and its input (Linear: ||grad W||^2 = ||delta||^2 ||a||^2; Conv: delta times the
+    unfolded input patches, one batched matmul), from one backward pass of the summed loss."""
+    from torch import nn
+
+    layers = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))]
+    inputs, outputs = {}, {}
+
+    def keep(mod, args, out):
+        inputs[mod], outputs[mod] = args[0].detach(), out
+
+    hooks = [m.register_forward_hook(keep) for m in layers]
+    try:
+        result = []
+        for i in range(0, len(y), batch):
+            xb, yb = x[i:i + batch], y[i:i + batch]
+            loss = F.cross_entropy(model(xb), yb, reduction="sum")  # example j's gradient is its own
+            grads = torch.autograd.grad(loss, [outputs[m] for m in layers])
+            total = torch.zeros(len(yb), dtype=torch.float64, device=x.device)
+            for m, delta in zip(layers, grads):
+                a = inputs[m]
+                if isinstance(m, nn.Linear):
+                    total += (delta.double().pow(2).sum(1) * a.double().pow(2).sum(1))
+                    if m.bias is not None:
+                        total += delta.double().pow(2).sum(1)
+                    continue
+                if isinstance(m, nn.Conv1d):  # as a 2-D convolution of height 1
+                    a, delta = a.unsqueeze(2), delta.unsqueeze(2)
+                    k, pad, stride, dil = (1, *m.kernel_size), (0, *m.padding), (1, *m.stride), (1, *m.dilation)
+                else:
+                    k, pad, stride, dil = m.kernel_size, m.padding, m.stride, m.dilation
+                patches = F.unfold(a, k, dilation=dil, padding=pad, stride=stride)    # [B, in*k, T]
+                d = delta.flatten(2)                                                  # [B, out, T]
+                g = torch.bmm(d, patches.transpose(1, 2))                             # [B, out, in*k]
+                total += g.flatten(1).pow(2).sum(1).double()  # (vector_norm over two dims looped per example)
+                if m.bias is not None:
+                    total += d.sum(2).double().pow(2).sum(1)
+            result.append(total.sqrt())
+        return torch.cat(result)
+    finally:
+        for h in hooks:
+            h.remove()
+
+
 def grand(model, x: torch.Tensor, y: torch.Tensor, classes: int, batch: int = 256) -> torch.Tensor:
     """||grad of the example's cross-entropy w.r.t. every parameter||_2 per example (float64),
-    in evaluation mode, from vmap(grad) over a functional call of the model."""
+    in evaluation mode: layer by layer for networks of Linear and Conv layers, otherwise from
+    vmap(grad) over a functional call of the model."""
     from torch.func import functional_call, grad, vmap
 
     model.eval()
+    if _layer_norms_apply(model):
+        return _grand_by_layers(model, x, y, batch)
     params = {n: p.detach() for n, p in model.named_parameters()}
     buffers = {n: b.detach() for n, b in model.named_buffers()}
 
