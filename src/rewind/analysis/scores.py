@@ -2,8 +2,10 @@
 
 - ``el2n``: ||softmax(f(x)) - onehot(y)||_2 of the network at step ``at``;
 - ``grand``: ||grad_theta loss(f(x), y)||_2 over all parameters at step ``at`` (the authors score
-  at initialisation, ``at = 0it``); per-example gradients from torch.func (vmap of grad over a
-  functional call), in batches: no Python loop over examples;
+  at initialisation, ``at = 0it``), in batches, with no Python loop over examples: for networks
+  of Linear and Conv layers from one backward pass, each layer's per-example gradient being the
+  product of its output gradient and its input; for other networks (BatchNorm, ...) per-example
+  gradients from torch.func (vmap of grad over a functional call);
 - ``forgetting``: forgetting events (Toneva et al. 2019) up to ``at``, counted on the whole
   training set evaluated after every epoch (a transition correct -> wrong between consecutive
   evaluations); examples never classified correctly get one more than the number of evaluations
