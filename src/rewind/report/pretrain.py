@@ -42,7 +42,9 @@ def pretrain_summary(table: pd.DataFrame, resamples: int = 10_000, seed: int = 0
 def plot_pretrain(table: pd.DataFrame, out, levels: list[int] | None = None) -> list:
     """One panel per level: test accuracy (mean, ±1 std band) against pretraining iterations
     (symmetric log axis: 0 is k = 0), a line per kind; supervised rewinding in black, k = 0 and
-    the dense network as horizontal references."""
+    the dense network as horizontal references. The axis spans the references and 3 points
+    below: a mean further down (a collapse) is drawn at the bottom edge as a down-pointing
+    triangle with its value written beside it."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -56,6 +58,9 @@ def plot_pretrain(table: pd.DataFrame, out, levels: list[int] | None = None) -> 
     kinds = [k for k in sorted(s["kind"].unique()) if k != "supervised"]
     for ax, level in zip(axes[0], levels):
         part = s[s["level"] == level]
+        refs = 100 * part[part["kind"] == "supervised"]["mean"]
+        top = max([*refs, 100 * dense if not np.isnan(dense) else 0.0, *(100 * part["mean"])]) + 0.5
+        bottom = min([*refs, 100 * dense if not np.isnan(dense) else 100.0]) - 3.0
         for i, kind in enumerate(["supervised", *kinds]):
             line = part[part["kind"] == kind].sort_values("pretrain_iterations")
             if kind != "supervised":  # every kind starts from the same k = 0 point
@@ -63,14 +68,26 @@ def plot_pretrain(table: pd.DataFrame, out, levels: list[int] | None = None) -> 
                 line = pd.concat([k0, line])
             x, m, sd = line["pretrain_iterations"], 100 * line["mean"], 100 * line["std"]
             style = dict(color="black", lw=2.0, zorder=5) if kind == "supervised" else dict(color=colours(i), lw=1.4)
-            ax.plot(x, m, marker="o", ms=3.5, label="supervised rewinding" if kind == "supervised" else kind, **style)
-            ax.fill_between(x, m - sd, m + sd, alpha=0.12, color=style["color"], lw=0)
+            shown = m.clip(lower=bottom)
+            ax.plot(x, shown, marker="o", ms=3.5, label="supervised rewinding" if kind == "supervised" else kind,
+                    **style)
+            ax.fill_between(x, (m - sd).clip(lower=bottom), (m + sd).clip(lower=bottom), alpha=0.12,
+                            color=style["color"], lw=0)
+            for xi, mi in zip(x, m):
+                if mi < bottom:
+                    ax.plot([xi], [bottom], marker="v", ms=7, color=style["color"], clip_on=False)
+                    ax.annotate(f"{mi:.1f}", (xi, bottom), textcoords="offset points", xytext=(5, 4), fontsize=7,
+                                color=style["color"])
         k0 = part[(part["kind"] == "supervised") & (part["pretrain_iterations"] == 0)]["mean"]
         if len(k0):
             ax.axhline(100 * k0.iloc[0], color="grey", ls="--", lw=1, label="k = 0")
         if not np.isnan(dense):
             ax.axhline(100 * dense, color="grey", ls=":", lw=1, label="dense")
-        ax.set_xscale("symlog", linthresh=max(1, int(part[part["pretrain_iterations"] > 0]["pretrain_iterations"].min())))
+        lengths = sorted(part["pretrain_iterations"].unique())
+        ax.set_xscale("symlog", linthresh=max(1, int(min(v for v in lengths if v > 0) if any(lengths) else 1)))
+        ax.set_xticks(lengths)
+        ax.set_xticklabels([f"{int(v)}" for v in lengths])
+        ax.set_ylim(bottom - 0.3, top)
         ax.set_xlabel("pretraining length (iterations; 0 = k = 0)")
         ax.set_ylabel("test accuracy (%)")
         ax.set_title(f"level {level}: {100 * part['density'].mean():.1f}% of weights")
