@@ -50,7 +50,7 @@ done
 $R data-diet --preset mnist1d_conv --keep 0.3,0.5,0.7,0.9 --methods random,el2n,grand --replicates 3 --root runs/diet \
   --csv docs/diet/data-diet-mnist1d_conv.csv --plot docs/diet/data-diet-mnist1d_conv --quiet > docs/diet/data-diet-mnist1d_conv.txt
 export OMP_NUM_THREADS=2
-$R diet-lottery --preset mnist1d_resnet --sizes 400 --orders random,easiest,hardest --steps 0it,200it --levels 5 \
+$R diet-lottery --preset mnist1d_resnet --sizes 400 --orders random,easiest,hardest --steps 0it,50it,200it --levels 5 \
   --replicates 3 --report-levels 3,5 --root runs/diet --csv docs/diet/diet-lottery-mnist1d_resnet.csv \
   --plot docs/diet/diet-lottery-mnist1d_resnet --quiet > docs/diet/diet-lottery-mnist1d_resnet.txt
 $R lottery --preset mnist1d_resnet --rewind 0it,20it,40it,100it,200it --levels 5 --replicates 3 --root runs/testbed \
