@@ -1,6 +1,8 @@
 import os
 
-import pytest
+os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")  # as rewind sets it, before any test module imports torch
+
+import pytest  # noqa: E402
 
 
 @pytest.fixture(scope="session", autouse=True)
