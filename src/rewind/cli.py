@@ -687,14 +687,7 @@ def _cmd_pretrain_study(args) -> int:
     table = grid.run(_options(args))
     shown = parse_levels(args.report_levels) if args.report_levels else None
     _print_pretrain(table, shown)
-    if args.csv:
-        table.to_csv(args.csv, index=False)
-        print(f"wrote {args.csv}")
-    if args.plot:
-        from .report import plot_pretrain
-
-        for p in plot_pretrain(table, args.plot, shown):
-            print(f"wrote {p}")
+    _write_outputs(args, table, "plot_pretrain", shown)
     return 0
 
 
@@ -722,14 +715,7 @@ def _cmd_scores(args) -> int:
         a, b = wide.iloc[:, :half].mean(1), wide.iloc[:, half:].mean(1)
         print(f"split-half reliability (Spearman between the means of replicates 0-{half - 1} and "
               f"{half}-{args.replicates - 1}): {a.corr(b, method='spearman'):.3f}")
-    if args.csv:
-        table.to_csv(args.csv, index=False)
-        print(f"wrote {args.csv}")
-    if args.plot:
-        from .report import plot_scores
-
-        for p in plot_scores(table, args.plot):
-            print(f"wrote {p}")
+    _write_outputs(args, table, "plot_scores")
     return 0
 
 
@@ -761,14 +747,7 @@ def _cmd_data_diet(args) -> int:
     for r in s.itertuples():
         print(f"{r.method:<11} {r.keep:>5.2f} {100 * r.mean:>12.2f} ± {100 * (r.std if r.std == r.std else 0):<6.2f} "
               f"{r.count:>3}")
-    if args.csv:
-        table.to_csv(args.csv, index=False)
-        print(f"wrote {args.csv}")
-    if args.plot:
-        from .report import plot_diet
-
-        for p in plot_diet(table, args.plot):
-            print(f"wrote {p}")
+    _write_outputs(args, table, "plot_diet")
     return 0
 
 
@@ -805,14 +784,7 @@ def _cmd_diet_lottery(args) -> int:
     table = grid.run(opts)
     shown = parse_levels(args.report_levels) if args.report_levels else None
     _print_pretrain(table, shown)
-    if args.csv:
-        table.to_csv(args.csv, index=False)
-        print(f"wrote {args.csv}")
-    if args.plot:
-        from .report import plot_pretrain
-
-        for p in plot_pretrain(table, args.plot, shown):
-            print(f"wrote {p}")
+    _write_outputs(args, table, "plot_pretrain", shown)
     return 0
 
 
@@ -844,6 +816,18 @@ def _cmd_example_lmc(args) -> int:
     return 0
 
 
+def _write_outputs(args, table, plot: str, *plot_args) -> None:
+    """--csv PATH and --plot PATH of the experiment commands (``plot`` names a report function)."""
+    if args.csv:
+        table.to_csv(args.csv, index=False)
+        print(f"wrote {args.csv}")
+    if args.plot:
+        from . import report
+
+        for p in getattr(report, plot)(table, args.plot, *plot_args):
+            print(f"wrote {p}")
+
+
 def _cmd_critical_period(args) -> int:
     from .analysis.critical import critical_periods
     from .api import make_spec
@@ -866,14 +850,7 @@ def _cmd_critical_period(args) -> int:
     for r in s.itertuples():
         print(f"{r.deficit_until:>8} {r.deficit_iterations:>10} {100 * r.mean:>12.2f} ± {100 * (r.std or 0):<6.2f} "
               f"{r.count:>3}")
-    if args.csv:
-        table.to_csv(args.csv, index=False)
-        print(f"wrote {args.csv}")
-    if args.plot:
-        from .report import plot_critical
-
-        for p in plot_critical(table, args.plot):
-            print(f"wrote {p}")
+    _write_outputs(args, table, "plot_critical")
     return 0
 
 
