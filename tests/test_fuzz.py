@@ -108,6 +108,7 @@ def stubbed(monkeypatch):
     monkeypatch.setattr(study, "train_population", stub)
     monkeypatch.setattr(importlib.import_module("rewind.analysis.instability"), "train_population", stub)
     monkeypatch.setattr(linear, "linear_comparison", linear_stub)
+    monkeypatch.setattr(importlib.import_module("rewind.analysis.hu"), "hu_comparison", linear_stub)
 
 
 COMMANDS = {
@@ -115,7 +116,7 @@ COMMANDS = {
     "lottery": ["--levels", "--rewind", "--replicates", "--prune-fraction", "--strategy", "--baselines", "--device"],
     "instability": ["--at", "--copies", "--points", "--levels", "--bn-batches", "--replicates", "--baselines"],
     "early": ["--until", "--schedule", "--rewind-point", "--replicates"],
-    "linear": ["--until", "--schedule", "--replicates", "--tolerance"],
+    "linear": ["--until", "--schedule", "--replicates", "--tolerance", "--model-of", "--train", "--steps", "--classes"],
 }
 FLAG_GOOD = {"--replicates": ["1", "2"], "--resume-every": ["10", "500"], "--device": ["cpu", "auto"],
              "--workers": ["1", "2"], "--engine": ["auto", "sequential", "vectorised"],
@@ -123,7 +124,8 @@ FLAG_GOOD = {"--replicates": ["1", "2"], "--resume-every": ["10", "500"], "--dev
              "--rewind": ["0it", "0it,10it"], "--prune-fraction": ["0.2", "0.5"], "--strategy": ["global", "layerwise"],
              "--baselines": ["", "reinit"], "--at": ["0it", "0it,10it"], "--copies": ["2", "3"], "--points": ["5", "30"],
              "--bn-batches": ["1", "20"], "--until": ["20it", "50it"], "--schedule": ["1it:10it,5it", "5it"],
-             "--rewind-point": ["0it", "10it"], "--tolerance": ["0.02", "0.1"]}
+             "--rewind-point": ["0it", "10it"], "--tolerance": ["0.02", "0.1"], "--model-of": ["fitted", "offset"],
+             "--train": ["first", "both"], "--steps": ["20it", "50it"], "--classes": ["0,1", "3,7"]}
 REQUIRED = {"lottery": ["--levels", "1"], "instability": ["--at", "0it"]}
 
 

@@ -38,7 +38,7 @@ def test_offset_linear_is_affine_in_the_inputs():
 
 
 def test_cli_linear(tmp_path, capsys):
-    args = ["linear", "--until", "20it", "--schedule", "5it", "--set", "model.widths=16,16", "--root", str(tmp_path),
+    args = ["linear", "--model-of", "offset", "--until", "20it", "--schedule", "5it", "--set", "model.widths=16,16", "--root", str(tmp_path),
             "--quiet", "--plot", str(tmp_path / "lin")]
     assert main(args) == 0
     out = capsys.readouterr().out
@@ -46,6 +46,7 @@ def test_cli_linear(tmp_path, capsys):
     df = rewind.results(tmp_path)
     lin = df[df.kind == "linear"]
     assert set(lin.model) == {"network", "linear", "both"} and sorted(lin.step.unique()) == [0, 5, 10, 15, 20]
+    assert set(lin.linear_model) == {"offset"}
     assert main(args[:-2]) == 0   # cached
-    assert main(["linear", "--schedule", "x", "--root", str(tmp_path)]) == 2
+    assert main(["linear", "--model-of", "offset", "--schedule", "x", "--root", str(tmp_path)]) == 2
     assert "--schedule" in capsys.readouterr().err

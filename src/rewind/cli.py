@@ -10,7 +10,7 @@ import textwrap
 import warnings
 
 from .presets import PRESETS
-from .spec import MAX_LEVELS, MAX_REPLICATES, SpecError, check_range, field_help, parse_assignments
+from .spec import MAX_LEVELS, MAX_REPLICATES, SpecError, check_range, field_help, parse_assignments, split_list
 from .store import CheckpointError, RewindWarning, RunDamaged
 
 
@@ -231,15 +231,35 @@ def build_parser() -> argparse.ArgumentParser:
     ea.add_argument("--plot", default=None, metavar="PATH", help="write the timeline to PATH.png and PATH.svg")
     _train_args(ea)
 
-    li = sub.add_parser("linear", help="the network against a linear model on standardised inputs, side by side",
+    li = sub.add_parser("linear", help="the network against Hu et al.'s linear model (the affine approximation of "
+                                       "its NTK at initialisation), trained side by side",
                         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_fields_epilog())
-    li.add_argument("--preset", default="mnist1d_mlp", help="named recipe (default: mnist1d_mlp)")
-    li.add_argument("--until", default="1000it", help="train both this long (default 1000it)")
-    li.add_argument("--schedule", default="1it:100it,10it", help="measurement steps (default 1it:100it,10it)")
+    li.add_argument("--preset", default=None, help="named recipe (default: gaussian_two_layer; mnist1d_mlp for "
+                                                   "--model-of offset)")
+    _hu_args(li)
+    li.add_argument("--lr", type=float, default=0.0, help="learning rate of both models (default: the preset's)")
+    li.add_argument("--until", default=None, help="offset model: train both this long (default 1000it)")
+    li.add_argument("--schedule", default="1it:100it,10it",
+                    help="offset model: measurement steps (default 1it:100it,10it); the others measure at "
+                         "--points log-spaced steps")
+    li.add_argument("--tolerance", type=float, default=0.02,
+                    help="offset model: error gap at which the models have parted")
     li.add_argument("--replicates", type=int, default=1)
-    li.add_argument("--tolerance", type=float, default=0.02, help="error gap at which the models have parted")
     li.add_argument("--plot", default=None, metavar="PATH", help="write the figure to PATH.png and PATH.svg")
     _train_args(li)
+
+    ls = sub.add_parser("linear-sweep", help="departure time of the network from its linear model against width "
+                                             "and learning rate", formatter_class=argparse.RawDescriptionHelpFormatter,
+                        epilog=_fields_epilog())
+    ls.add_argument("--preset", default="gaussian_two_layer", help="named recipe (default: gaussian_two_layer)")
+    _hu_args(ls)
+    ls.add_argument("--widths", default="", help="hidden widths (every hidden layer or channel count set to each; "
+                                                  "default: the preset's)")
+    ls.add_argument("--lrs", default="", help="learning rates (default: the preset's)")
+    ls.add_argument("--replicates", type=int, default=1)
+    ls.add_argument("--csv", default=None, metavar="PATH", help="write the departure table to PATH")
+    ls.add_argument("--plot", default=None, metavar="PATH", help="write the figures to PATH-*.png and .svg")
+    _train_args(ls)
 
     pl = sub.add_parser("plot", help="draw a figure from the results")
     pl.add_argument("figure", choices=("lottery", "instability"))
@@ -329,6 +349,27 @@ def _options(args, **extra):
     return TrainOptions(quiet=args.quiet, data_root=getattr(args, "data_root", None), engine=args.engine,
                         device=args.device, workers=args.workers, data_workers=args.data_workers,
                         compile=args.compile, threads=args.threads, **extra)
+
+
+def _hu_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model-of", default="fitted", choices=("fitted", "closed-form", "offset"),
+                   help="the linear model: fitted (affine kernel fitted to the network's measured NTK), closed-form "
+                        "(two_layer: the activation's constants), offset (ours: a f_0(x) + W z(x) + b, not the paper's)")
+    p.add_argument("--train", default="both", help="parameters trained: first (first layer), second (output layer) "
+                                                    "or both (every layer) (default both)")
+    p.add_argument("--steps", default=None, help="iterations both models train (default: the preset's train.steps)")
+    p.add_argument("--full-batch", action="store_true",
+                   help="full-batch gradient descent at a constant rate (the theory's setting); default: the "
+                        "preset's optimizer, schedule and batches")
+    p.add_argument("--loss", default="squared", help="squared ((f - y)^2 / 2) or cross-entropy (log(1 + e^(-yf)))")
+    p.add_argument("--output", default="subtract", help="the network's output at initialisation: subtract (compare "
+                                                        "f_t - f_0) or symmetric ((f_A - f_B)/sqrt 2, zero at the start)")
+    p.add_argument("--classes", default=None, metavar="A,B", help="the two classes of a multi-class dataset "
+                                                                   "(sets data.classes)")
+    p.add_argument("--ntk-samples", type=int, default=500, help="training inputs the NTK is measured on (default 500)")
+    p.add_argument("--points", type=int, default=40, help="log-spaced measurement steps (default 40)")
+    p.add_argument("--threshold", type=float, default=0.1,
+                   help="discrepancy ||f - f_lin|| / ||f|| above which the models have parted (default 0.1)")
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
@@ -576,7 +617,120 @@ def _print_early(table) -> None:
         print(f"{key:<44} {value}")
 
 
+def _hu_setup(args):
+    """Spec, preset name and HuOptions from the arguments of linear and linear-sweep."""
+    from .analysis.hu import HuOptions
+    from .api import make_spec
+    from .data import iterations_per_epoch, load_data
+    from .step import Step
+    from .train import TrainOptions, check_spec
+
+    sets = parse_assignments(args.sets)
+    if args.classes:
+        sets["data.classes"] = args.classes
+    spec, name = make_spec(args.preset or "gaussian_two_layer", sets, args.config)
+    check_spec(spec, TrainOptions(data_root=args.data_root))
+    data = load_data(spec.data, args.data_root)
+    ipe = iterations_per_epoch(len(data.y_train), spec.data.batch_size)
+    try:
+        steps = Step.parse(args.steps).iterations(ipe) if args.steps else spec.train.steps.iterations(ipe)
+    except ValueError as e:
+        raise SpecError(f"--steps: {e}") from None
+    if data.num_classes != 2 and args.model_of != "offset":
+        raise SpecError(f"--classes: {name or 'the spec'} has {data.num_classes} classes; the comparison with Hu et "
+                        "al.'s linear model is binary: give two, e.g. --classes 0,1")
+    options = HuOptions(model_of=args.model_of, train=args.train, steps=steps, lr=getattr(args, "lr", 0.0) or 0.0,
+                        full_batch=args.full_batch, loss=args.loss, output=args.output, ntk_samples=args.ntk_samples,
+                        points=args.points, threshold=args.threshold)
+    options.check()
+    return spec, name, options
+
+
 def _cmd_linear(args) -> int:
+    import pandas as pd
+
+    if args.model_of == "offset":
+        return _cmd_linear_offset(args)
+    from .analysis.hu import hu_comparison, summarise
+    from .spec import replicate_spec
+    from .store import Store
+
+    spec, name, options = _hu_setup(args)
+    check_range("--replicates", args.replicates, 1, MAX_REPLICATES)
+    runs = [hu_comparison(replicate_spec(spec, r), options, Store(args.root).root, name, r, args.data_root)
+            for r in range(args.replicates)]
+    for r, (rows, meta) in enumerate(runs):
+        fit = meta["fit"]
+        line = (f"replicate {r}: NTK on {meta['ntk_examples']} inputs, affine fit alpha={fit['alpha']:.4g} "
+                f"b={fit['b']:.4g} c={fit['c']:.4g}, ||Theta0 - K|| / ||Theta0|| = {fit['error']:.3f}")
+        if "closed_form" in meta:
+            cf = meta["closed_form"]
+            line += f"; closed form alpha={cf['alpha']:.4g} b={cf['b']:.4g} (error {cf['error']:.3f})"
+        print(line)
+    rows = pd.concat([r for r, _ in runs], ignore_index=True)
+    v = rows.groupby(["split", "model", "metric", "step"])["value"].mean()
+    steps = sorted(rows.step.unique())
+    show = [s for s in steps if s in (0, 1) or any(s <= t < s * 1.5 for t in (3, 10, 30, 100, 300, 1000, 3000, 10000))
+            or s == steps[-1]]
+    print(f"{'step':>6} {'discrep train':>14} {'discrep test':>13} {'net test err':>13} {'lin test err':>13} "
+          f"{'NTK moved':>10}")
+    for s in show:
+        drift = v.get(("train", "network", "ntk_distance", s))
+        print(f"{s:>6} {v['train', 'both', 'discrepancy', s]:>14.3f} {v['test', 'both', 'discrepancy', s]:>13.3f} "
+              f"{100 * v['test', 'network', 'error', s]:>12.1f}% {100 * v['test', 'linear', 'error', s]:>12.1f}% "
+              f"{'' if drift is None else f'{drift:.3f}':>10}")
+    for r, (rows_r, meta) in enumerate(runs):
+        d = summarise(rows_r, meta)
+
+        def when(x):
+            return "never within it" if x == 0 else f"still within it at {d['steps']}" if x is None else f"from step {x}"
+
+        print(f"replicate {r}: discrepancy above {options.threshold:g}: {when(d['departure_train'])} (train), "
+              f"{when(d['departure_test'])} (test)")
+    if args.plot:
+        from .report.early import plot_hu
+
+        for p in plot_hu(rows, args.plot):
+            print(f"wrote {p}")
+    return 0
+
+
+def _cmd_linear_sweep(args) -> int:
+    from .analysis.hu import linear_sweep
+    from .store import Store
+
+    spec, name, options = _hu_setup(args)
+    check_range("--replicates", args.replicates, 1, MAX_REPLICATES)
+    try:
+        widths = [int(w) for w in split_list(args.widths)] or [0]
+        lrs = [float(x) for x in split_list(args.lrs)] or [0.0]
+    except ValueError as e:
+        raise SpecError(f"--widths/--lrs: {e}") from None
+    if any(w < 1 for w in widths if w) or any(not x > 0 for x in lrs if x):
+        raise SpecError("--widths/--lrs: widths must be positive integers and learning rates positive numbers")
+
+    def show(row):
+        dep = {None: f">{row['steps']}", 0: "never"}
+        print(f"width {row['width'] or '-':>6} lr {row['lr']:<7g} rep {row['replicate']}: discrepancy step 1 "
+              f"{row['discrepancy_step1']:.3f}, min {row['discrepancy_min']:.3f} at {row['discrepancy_min_step']}, "
+              f"end {row['discrepancy_end']:.3f}; departs {dep.get(row['departure_train'], row['departure_train'])}; "
+              f"test error net {100 * row['test_error_network']:.1f}% lin {100 * row['test_error_linear']:.1f}%; "
+              f"fit error {row['fit_error']:.3f}")
+
+    table, curves = linear_sweep(spec, options, widths, lrs, args.replicates, Store(args.root).root, name,
+                                 args.data_root, progress=show)
+    if args.csv:
+        table.to_csv(args.csv, index=False)
+        print(f"wrote {args.csv}")
+    if args.plot:
+        from .report.early import plot_departure
+
+        for p in plot_departure(table, curves, args.plot):
+            print(f"wrote {p}")
+    return 0
+
+
+def _cmd_linear_offset(args) -> int:
     import pandas as pd
 
     from .analysis.linear import linear_comparison, parting
@@ -587,11 +741,12 @@ def _cmd_linear(args) -> int:
 
     from .train import TrainOptions, check_spec
 
-    spec, name = make_spec(args.preset, parse_assignments(args.sets), args.config)
+    spec, name = make_spec(args.preset or "mnist1d_mlp", parse_assignments(args.sets), args.config)
     check_spec(spec, TrainOptions(data_root=args.data_root))
     data = load_data(spec.data, args.data_root)
     try:
-        until = Step.parse(args.until).iterations(iterations_per_epoch(len(data.y_train), spec.data.batch_size))
+        until = Step.parse(args.until or args.steps or "1000it").iterations(
+            iterations_per_epoch(len(data.y_train), spec.data.batch_size))
     except ValueError as e:
         raise SpecError(f"--until: {e}") from None
     from .analysis.probes import parse_schedule
@@ -1019,7 +1174,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     handlers = {"train": _cmd_train, "ls": _cmd_ls, "results": _cmd_results, "presets": _cmd_presets,
                 "lottery": _cmd_lottery, "plot": _cmd_plot, "instability": _cmd_instability, "early": _cmd_early,
-                "linear": _cmd_linear, "pretrain-study": _cmd_pretrain_study,
+                "linear": _cmd_linear, "linear-sweep": _cmd_linear_sweep, "pretrain-study": _cmd_pretrain_study,
                 "critical-period": _cmd_critical_period,
                 "scores": _cmd_scores, "data-diet": _cmd_data_diet,
                 "example-lmc": _cmd_example_lmc, "diet-lottery": _cmd_diet_lottery, "data": _cmd_data, "verify": _cmd_verify}

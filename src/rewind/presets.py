@@ -145,3 +145,37 @@ register_preset(
     "73-74% at 10% of weights remaining, where k = 0 gives 69.4%. Streams JPEGs from "
     "<data-root>/imagenet/{train,val}/<wnid>/ (see rewind.data.imagenet); a GPU job.",
 )
+
+
+# ---- Hu et al. (2020): binary tasks for the network against its linear model (rewind linear, docs/linear.md).
+# Plain SGD (no momentum, no weight decay); `rewind linear` trains full-batch gradient descent at train.lr
+# by default and the preset's batches with --sgd.
+def _hu_train(lr: float, steps: str) -> TrainSpec:
+    return TrainSpec(optimizer="sgd", lr=lr, momentum=0.0, weight_decay=0.0, steps=Step.parse(steps),
+                     eval_every=Step.parse("0it"))
+
+
+register_preset(
+    "gaussian_two_layer",
+    Spec(data=DataSpec("gaussian", batch_size=128, dim=100), model=ModelSpec("two_layer", widths=(1024,)),
+         train=_hu_train(1.0, "1000it"), prune=PruneSpec("global", 0.2)),
+    "Hu et al.'s two-layer network f(x) = v.relu(Wx/sqrt(d))/sqrt(m), m = 1,024, NTK parametrisation, on "
+    "Gaussian inputs (d = 100, 20,000 train / 2,000 test) labelled by a fixed two-layer teacher; learning rate "
+    "1.0, 1,000 it, no momentum or weight decay.",
+)
+for _data, _dname, _classes, _mlp, _cnn, _lr in (
+        ("mnist1d", "MNIST-1D classes 0 vs 1", (0, 1), (256, 256, 256), ("conv1d", (32, 32, 32)), 0.1),
+        ("digits", "digits 0 vs 1", (0, 1), (256, 256, 256), ("digits_cnn", (16, 32)), 0.1),
+        ("cifar10", "CIFAR-10 cats vs horses (10,000 train / 2,000 test; the paper's task)", (3, 7),
+         (512, 512, 512), ("conv2", ()), 0.01)):
+    _prefix = "cifar10_cats_horses" if _data == "cifar10" else f"{_data}_binary"
+    for _kind, _model in (("mlp", ModelSpec("mlp", widths=_mlp)),
+                          ("cnn", ModelSpec(_cnn[0], widths=_cnn[1]) if _cnn[1] else ModelSpec(_cnn[0]))):
+        register_preset(
+            f"{_prefix}_{_kind}",
+            Spec(data=DataSpec(_data, batch_size=128, classes=_classes), model=_model,
+                 train=_hu_train(_lr, "2000it"), prune=PruneSpec("global", 0.2)),
+            f"{'4-layer MLP (widths ' + ','.join(map(str, _mlp)) + ')' if _kind == 'mlp' else _model.name} on "
+            f"{_dname} for the network against its linear model (rewind linear): learning rate {_lr}, 2,000 it, "
+            "no momentum or weight decay.",
+        )

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 # Stable purpose codes: changing one changes every run that uses it.
-INIT, DATA_ORDER, AUGMENT, PRUNE, SPLIT, PRETRAIN, HEAD = 1, 2, 3, 4, 5, 6, 7
+INIT, DATA_ORDER, AUGMENT, PRUNE, SPLIT, PRETRAIN, HEAD, SYNTHETIC = 1, 2, 3, 4, 5, 6, 7, 8
 
 
 def derive_seed(*parts: int) -> int:

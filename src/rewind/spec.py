@@ -40,25 +40,32 @@ f = _field
 
 @dataclass(frozen=True)
 class DataSpec:
-    name: str = f("mnist1d", "dataset (mnist1d and digits are embedded; the others are read from --data-root)",
-                  choices=("mnist1d", "digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "imagenet"))
+    name: str = f("mnist1d", "dataset (mnist1d and digits are embedded, gaussian is generated (Gaussian inputs, "
+                             "labels of a fixed teacher); the others are read from --data-root)",
+                  choices=("mnist1d", "digits", "gaussian", "mnist", "fashion_mnist", "cifar10", "cifar100",
+                           "imagenet"))
     batch_size: int = f(100, "examples per iteration", check="positive")
     augment: str = f("none", "batch augmentation of training data (crop_flip: 4-pixel random crop and flip; "
                              "random_resized_crop: ImageNet's crop of 8-100% of the area, resized, and flip)",
                      choices=("none", "crop_flip", "random_resized_crop"))
     split_seed: int = f(0, "seed of the train/test split (datasets without an official split)", check="nonneg")
     image_size: int = added(224, "side of the square images ImageNet is cropped to", check="positive")
-    train_size: int = added(0, "MNIST-1D: training examples generated (0: the published 4,000; a multiple of 10, "
-                               "at most 1,000,000 with the test set)", check="nonneg")
-    test_size: int = added(0, "MNIST-1D: test examples generated (0: the published 1,000; a multiple of 10)",
-                           check="nonneg")
+    train_size: int = added(0, "MNIST-1D, gaussian: training examples generated (0: MNIST-1D's published 4,000, "
+                               "gaussian 20,000; MNIST-1D a multiple of 10; at most 1,000,000 with the test set)",
+                            check="nonneg")
+    test_size: int = added(0, "MNIST-1D, gaussian: test examples generated (0: MNIST-1D's published 1,000, "
+                              "gaussian 2,000; MNIST-1D a multiple of 10)", check="nonneg")
     corr_noise: float = added(0.25, "MNIST-1D: scale of the correlated (smoothed) noise (mnist1d's corr_noise_scale)",
                               check="nonneg")
     iid_noise: float = added(0.02, "MNIST-1D: scale of the independent per-point noise (mnist1d's iid_noise_scale)",
                              check="nonneg")
     max_shift: int = added(48, "MNIST-1D: largest translation of a pattern, in points (mnist1d's max_translation)",
                            check="nonneg")
-    generator_seed: int = added(42, "MNIST-1D: seed of the generator (42 is the published dataset)", check="nonneg")
+    generator_seed: int = added(42, "MNIST-1D, gaussian: seed of the generator (42 is MNIST-1D's published dataset)",
+                                check="nonneg")
+    dim: int = added(100, "gaussian: input dimension d (inputs N(0, I_d))", check="positive")
+    classes: tuple[int, ...] = added((), "keep only these classes, relabelled 0, 1, ... in the order given "
+                                         "(e.g. 3,7: CIFAR-10 cats vs horses); () = all", check="nonneg")
     subset: str = added("", "train on a subset of the training set: random, easiest or hardest (lowest or highest "
                             "mean score of data.subset_score), band (the hardest after skipping data.subset_offset) "
                             "('' = all)", choices=("", "random", "easiest", "hardest", "band"))
@@ -84,6 +91,8 @@ class ModelSpec:
                          check="positive")
     depth: int = added(0, "depth of the embedded data's ResNet (model resnet): 6n+2 layers, e.g. 8, 14, 20",
                        check="nonneg")
+    activation: str = added("relu", "two_layer: the activation phi of f(x) = v.phi(Wx/sqrt(d))/sqrt(m)",
+                            choices=("relu", "tanh", "softplus", "linear"))
 
 
 @dataclass(frozen=True)
@@ -229,6 +238,7 @@ class Spec:
                 _validate(f"{sec.name}.{fl.name}", fl, getattr(value, fl.name))
         _check_generated_size(self.data)
         _check_subset(self.data)
+        _check_classes(self.data)
         _check_pretrain(self)
         if self.probe.schedule:
             from .analysis.probes import parse_schedule
@@ -253,17 +263,25 @@ def replicate_spec(spec: Spec, replicate: int) -> Spec:
 
 # MNIST-1D's generator makes every example in memory (about 3 minutes and 160 MB per million).
 MAX_GENERATED = 1_000_000
-MNIST1D_GENERATOR_FIELDS = ("train_size", "test_size", "corr_noise", "iid_noise", "max_shift", "generator_seed")
+MNIST1D_GENERATOR_FIELDS = ("train_size", "test_size", "corr_noise", "iid_noise", "max_shift", "generator_seed",
+                            "dim")
+GAUSSIAN_FIELDS = ("train_size", "test_size", "generator_seed", "dim")
 
 
 def _check_generated_size(data: DataSpec) -> None:
     if data.name != "mnist1d":
+        allowed = GAUSSIAN_FIELDS if data.name == "gaussian" else ()
         changed = [n for n in MNIST1D_GENERATOR_FIELDS
-                   if getattr(data, n) != DataSpec.__dataclass_fields__[n].default]
+                   if n not in allowed and getattr(data, n) != DataSpec.__dataclass_fields__[n].default]
         if changed:
-            raise SpecError(f"data.{changed[0]}: only MNIST-1D is generated with chosen sizes and noise; "
-                            f"{data.name} is read as it is")
+            what = "the gaussian data read only train_size, test_size, generator_seed and dim" \
+                if data.name == "gaussian" else f"only MNIST-1D and gaussian are generated; {data.name} is read as it is"
+            raise SpecError(f"data.{changed[0]}: {what}")
+        if data.name == "gaussian" and (data.train_size or 20000) + (data.test_size or 2000) > MAX_GENERATED:
+            raise SpecError(f"data.train_size: train and test together may have at most {MAX_GENERATED:,} examples")
         return
+    if data.dim != DataSpec.__dataclass_fields__["dim"].default:
+        raise SpecError("data.dim: only the gaussian data has a chosen input dimension")
     for name in ("train_size", "test_size"):
         v = getattr(data, name)
         if v % 10:
@@ -273,6 +291,12 @@ def _check_generated_size(data: DataSpec) -> None:
     if train + test > MAX_GENERATED:
         raise SpecError(f"data.train_size: MNIST-1D is generated in memory; train and test together may have at "
                         f"most {MAX_GENERATED:,} examples, got {train:,} + {test:,}")
+
+
+def _check_classes(data: DataSpec) -> None:
+    c = data.classes
+    if c and (len(c) < 2 or len(set(c)) != len(c)):
+        raise SpecError(f"data.classes: give at least two distinct class labels (e.g. 3,7), got {','.join(map(str, c))}")
 
 
 SUBSET_FIELDS = ("subset_size", "subset_fraction", "subset_offset", "subset_score", "subset_balance", "subset_seed")

@@ -84,8 +84,14 @@ _DATA_CACHE: dict[tuple, InMemoryData] = {}
 def load_data(spec: DataSpec, root: str | os.PathLike | None = None) -> InMemoryData:
     """Load (once per process) the dataset a spec names: tensors in memory, or for ImageNet
     (``streaming``) the file lists that batches are read from (data/imagenet.py)."""
-    from . import embedded, files, imagenet
+    from . import embedded, files, imagenet, synthetic
 
+    if spec.classes:
+        key = ("classes", spec.classes, str(data_root(root)), spec)
+        if key not in _DATA_CACHE:
+            _DATA_CACHE[key] = synthetic.keep_classes(load_data(dataclasses.replace(spec, classes=()), root),
+                                                      spec.classes)
+        return _DATA_CACHE[key]
     key = (spec.name, spec.split_seed, spec.image_size, *(getattr(spec, f) for f in MNIST1D_GENERATOR_FIELDS),
            str(data_root(root)))
     if spec.subset:
@@ -99,7 +105,7 @@ def load_data(spec: DataSpec, root: str | os.PathLike | None = None) -> InMemory
         return _DATA_CACHE[key]
     if key not in _DATA_CACHE:
         loaders = {
-            "mnist1d": embedded.mnist1d, "digits": embedded.digits,
+            "mnist1d": embedded.mnist1d, "digits": embedded.digits, "gaussian": synthetic.gaussian,
             "mnist": lambda s, r: files.load_idx("mnist", r),
             "fashion_mnist": lambda s, r: files.load_idx("fashion_mnist", r),
             "cifar10": lambda s, r: files.load_cifar("cifar10", r),

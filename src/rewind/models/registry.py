@@ -74,6 +74,10 @@ def model_names() -> list[str]:
 def initialise(model: nn.Module, method: str, seed: int) -> None:
     """Seeded initialisation, in module order, from one generator."""
     g = rng.generator(rng.INIT, seed)
+    if hasattr(model, "initialise_own"):   # models whose theory fixes the initialisation (models/theory.py)
+        with torch.no_grad():
+            model.initialise_own(g)
+        return
     with torch.no_grad():
         for mod in model.modules():
             if isinstance(mod, (nn.Linear, nn.Conv1d, nn.Conv2d)):

@@ -108,3 +108,34 @@ def _resnet(spec: ModelSpec, input_shape, num_classes):
     in_channels = 1 if len(input_shape) == 1 else input_shape[0]
     return CifarResNet(spec.depth, in_channels, num_classes, stages=tuple(_w(s, spec.width) for s in stages),
                        dim=1 if len(input_shape) <= 2 else 2)
+
+
+_ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh, "softplus": F.softplus, "linear": lambda z: z}
+
+
+class TwoLayer(RewindModel):
+    """f(x) = v . phi(W x / sqrt(d)) / sqrt(m): Hu et al.'s (2020) two-layer network in the NTK
+    parametrisation, no biases, W (m x d) and v (m) standard Gaussian at initialisation."""
+
+    def __init__(self, in_features: int, width: int, num_classes: int, activation: str):
+        super().__init__()
+        self.hidden = nn.Linear(in_features, width, bias=False)
+        self.out = nn.Linear(width, num_classes, bias=False)
+        self.activation = activation
+        self._phi = _ACTIVATIONS[activation]
+
+    def initialise_own(self, g: torch.Generator) -> None:
+        for p in (self.hidden.weight, self.out.weight):
+            p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float32).to(p.dtype))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.flatten(1)
+        h = self._phi(self.hidden(x) / math.sqrt(self.hidden.in_features))
+        return self.out(h) / math.sqrt(self.out.in_features)
+
+
+@register_model("two_layer")
+def _two_layer(spec: ModelSpec, input_shape, num_classes):
+    if len(spec.widths) != 1:
+        raise ValueError(f"model.widths: two_layer has one hidden width m, got {len(spec.widths)} values")
+    return TwoLayer(math.prod(input_shape), spec.widths[0], num_classes, spec.activation)

@@ -80,3 +80,82 @@ def plot_linear(rows: pd.DataFrame, out: str | Path) -> list[Path]:
         ax.legend(fontsize=7)
     fig.suptitle("Network (solid) against a linear model on standardised inputs (dashed)", fontsize=11)
     return save_figure(fig, out, dpi=130)
+
+
+def _mpl():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_hu(rows: pd.DataFrame, out: str | Path, threshold: float = 0.1) -> list[Path]:
+    """Hu et al.'s figure: the discrepancy ||f - f_lin|| / ||f|| (train, test), both models' test
+    error, and the NTK's movement, against steps on a log scale (mean over replicates)."""
+    plt = _mpl()
+    df = rows[rows.step > 0]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+    for split, color in (("train", "C0"), ("test", "C1")):
+        g = df[(df.metric == "discrepancy") & (df.split == split)].groupby("step")["value"].mean()
+        axes[0].plot(g.index, g.values, color=color, label=split)
+    axes[0].axhline(threshold, color="grey", ls=":", lw=1, label=f"threshold {threshold:g}")
+    axes[0].set_title("||f_t - f_lin,t|| / ||f_t||", fontsize=10)
+    for model, ls in (("network", "-"), ("linear", "--")):
+        for metric, color in (("error", "C2"), ("loss", "C3")):
+            g = df[(df.metric == metric) & (df.model == model) & (df.split == "test")].groupby("step")["value"].mean()
+            axes[1].plot(g.index, 100 * g.values if metric == "error" else g.values, color=color, ls=ls,
+                         label=f"{model} test {'error (%)' if metric == 'error' else 'loss'}")
+    axes[1].set_yscale("log")
+    axes[1].set_title("test error (%) and loss: network solid, linear dashed", fontsize=10)
+    g = df[df.metric == "ntk_distance"].groupby("step")["value"].mean()
+    axes[2].plot(g.index, g.values, marker="o", ms=3, color="C4")
+    axes[2].set_title("||Theta_t - Theta_0||_F / ||Theta_0||_F", fontsize=10)
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xlabel("iteration")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    fig.suptitle("The network against its linear model (affine approximation of its NTK at initialisation)",
+                 fontsize=11)
+    return save_figure(fig, out, dpi=130)
+
+
+def plot_departure(table: pd.DataFrame, curves: pd.DataFrame, out: str | Path) -> list[Path]:
+    """Discrepancy curves per width and learning rate, and the departure time against width and
+    against learning rate (mean and range over replicates; runs still within the threshold at the
+    end drawn at their last step, open markers)."""
+    plt = _mpl()
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    train = curves[(curves.metric == "discrepancy") & (curves.split == "train") & (curves.step > 0)]
+    keys = sorted(train.groupby(["width", "lr"], dropna=False).groups)
+    cmap = plt.get_cmap("viridis")
+    for i, (w, lr) in enumerate(keys):
+        g = train[(train.width.fillna(0) == (0 if pd.isna(w) else w)) & (train.lr == lr)].groupby("step")["value"].mean()
+        axes[0].plot(g.index, g.values, color=cmap(i / max(len(keys) - 1, 1)), label=f"m={w} lr={lr:g}", lw=1)
+    axes[0].set_xscale("log")
+    axes[0].set_title("train discrepancy ||f - f_lin|| / ||f||", fontsize=10)
+    axes[0].legend(fontsize=6, ncol=2)
+    t = table.copy()
+    t["dep"] = t.departure_train.where(t.departure_train.notna(), t.steps).astype(float)
+    t["censored"] = t.departure_train.isna()
+    for ax, x, other in ((axes[1], "width", "lr"), (axes[2], "lr", "width")):
+        for j, (val, part) in enumerate(t.groupby(other, dropna=False)):
+            g = part.groupby(x)["dep"]
+            color = f"C{j}"
+            ax.errorbar(g.mean().index, g.mean().values, yerr=[g.mean() - g.min(), g.max() - g.mean()], color=color,
+                        marker="o", capsize=3, label=f"{other}={val:g}" if pd.notna(val) else other)
+            cens = part[part.censored]
+            ax.scatter(cens[x], cens["dep"], facecolors="white", edgecolors=color, zorder=3)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(x)
+        ax.set_ylabel("departure step (discrepancy stays above threshold)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[1].set_title("departure time against width", fontsize=10)
+    axes[2].set_title("departure time against learning rate", fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, out, dpi=130)

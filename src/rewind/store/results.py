@@ -16,7 +16,7 @@ from .runs import RunDamaged, Store, notice
 COLUMNS = ["run", "kind", "preset", "member", "seed", "step", "split", "metric", "value"]
 LABELS = ["study", "replicate", "level", "density", "rewind_step", "rewind_iteration", "branch", "branch_params",
           "copy", "pair", "alpha", "bn_reset", "layer", "model", "device", "precision", "engine", "threads", "status",
-          "pretrain", "pretrain_steps", "pretrain_params", "example"]
+          "pretrain", "pretrain_steps", "pretrain_params", "example", "linear_model", "linear_params"]
 # columns read from each run's spec rather than from the labels a study or command gave it
 FROM_SPEC = ("layer", "model", "device", "precision", "engine", "threads", "status", "pretrain", "pretrain_steps",
              "pretrain_params")
@@ -134,6 +134,8 @@ def _linear_frames(store: Store, damage: _Damage) -> list[pd.DataFrame]:
         df["replicate"] = meta.get("replicate", 0)
         df["device"] = meta.get("device", "cpu")
         df["engine"] = "linear"
+        df["linear_model"] = meta.get("linear_model", "offset")
+        df["linear_params"] = json.dumps(meta["options"], sort_keys=True) if "options" in meta else None
         df["precision"] = meta["spec"]["train"].get("precision", "float32")
         df["status"] = "done"
         frames.append(df)
