@@ -28,5 +28,5 @@ for p in mnist1d_binary_mlp mnist1d_binary_cnn digits_binary_mlp digits_binary_c
   rewind linear --preset $p --full-batch --root $ROOT --quiet --replicates 3 --plot "$OUT/$p"
 done
 rewind linear-sweep --preset mnist1d_binary_mlp --full-batch --root $ROOT --quiet --widths 64,256,1024 \
-  --lrs 0.05,0.1,0.2 --replicates 2 --csv "$OUT/mnist1d_mlp_grid.csv" --plot "$OUT/mnist1d_mlp_grid"
+  --lrs 0.001,0.002,0.004 --replicates 2 --csv "$OUT/mnist1d_mlp_grid.csv" --plot "$OUT/mnist1d_mlp_grid"
 rewind linear $G --replicates 2 --plot "$OUT/gaussian"

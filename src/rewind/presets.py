@@ -163,19 +163,22 @@ register_preset(
     "Gaussian inputs (d = 100, 20,000 train / 2,000 test) labelled by a fixed two-layer teacher; learning rate "
     "1.0, 1,000 it, no momentum or weight decay.",
 )
-for _data, _dname, _classes, _mlp, _cnn, _lr in (
-        ("mnist1d", "MNIST-1D classes 0 vs 1", (0, 1), (256, 256, 256), ("conv1d", (32, 32, 32)), 0.1),
-        ("digits", "digits 0 vs 1", (0, 1), (256, 256, 256), ("digits_cnn", (16, 32)), 0.1),
+# Learning rates: about a third of the full-batch stability limit 2 / lambda_max(Theta_0 / n) measured on each
+# task's NTK at initialisation (docs/linear.md); larger rates diverge in full-batch gradient descent.
+for _data, _dname, _classes, _mlp, _cnn, _lrs in (
+        ("mnist1d", "MNIST-1D classes 0 vs 1", (0, 1), (256, 256, 256), ("conv1d", (32, 32, 32)), (0.002, 0.002)),
+        ("digits", "digits 0 vs 1", (0, 1), (256, 256, 256), ("digits_cnn", (16, 32)), (0.002, 0.0005)),
         ("cifar10", "CIFAR-10 cats vs horses (10,000 train / 2,000 test; the paper's task)", (3, 7),
-         (512, 512, 512), ("conv2", ()), 0.01)):
+         (512, 512, 512), ("conv2", ()), (0.0005, 0.0005))):
     _prefix = "cifar10_cats_horses" if _data == "cifar10" else f"{_data}_binary"
-    for _kind, _model in (("mlp", ModelSpec("mlp", widths=_mlp)),
-                          ("cnn", ModelSpec(_cnn[0], widths=_cnn[1]) if _cnn[1] else ModelSpec(_cnn[0]))):
+    for _kind, _model, _lr in (("mlp", ModelSpec("mlp", widths=_mlp), _lrs[0]),
+                               ("cnn", ModelSpec(_cnn[0], widths=_cnn[1]) if _cnn[1] else ModelSpec(_cnn[0]), _lrs[1])):
         register_preset(
             f"{_prefix}_{_kind}",
             Spec(data=DataSpec(_data, batch_size=128, classes=_classes), model=_model,
                  train=_hu_train(_lr, "2000it"), prune=PruneSpec("global", 0.2)),
             f"{'4-layer MLP (widths ' + ','.join(map(str, _mlp)) + ')' if _kind == 'mlp' else _model.name} on "
             f"{_dname} for the network against its linear model (rewind linear): learning rate {_lr}, 2,000 it, "
-            "no momentum or weight decay.",
+            "no momentum or weight decay" + (" (rate not yet measured against this task's NTK)" if _data == "cifar10"
+                                              else "") + ".",
         )

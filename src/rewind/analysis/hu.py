@@ -213,7 +213,9 @@ def compare_hu(spec: Spec, options: HuOptions, data_root=None) -> tuple[pd.DataF
                     margin = out * y   # an output of exactly 0 counts as half an error
                     rows.append((t, name, split, "error", float(((margin < 0).double() + 0.5 * (margin == 0)).mean())))
                 gap, size = float((f - g).norm()), float(f.norm())
-                rows.append((t, "both", split, "discrepancy", gap / size if size > 0 else 0.0))
+                # 0 at step 0 (both outputs 0); NaN once the network has diverged
+                disc = gap / size if size > 0 else 0.0 if gap == 0 else float("nan")
+                rows.append((t, "both", split, "discrepancy", disc if math.isfinite(disc) else float("nan")))
                 rows.append((t, "both", split, "output_distance", gap / len(y) ** 0.5))
                 rows.append((t, "network", split, "output_norm", size / len(y) ** 0.5))
             if t in drift_at:
@@ -314,7 +316,7 @@ def hu_comparison(spec: Spec, options: HuOptions, root, preset: str | None = Non
         rows, info = compare_hu(spec, options, data_root)
         folder.mkdir(parents=True, exist_ok=True)
         meta = {"spec": spec.to_dict(), "preset": preset, "replicate": replicate, "linear_model": options.model_of,
-                "options": asdict(options), **info, "seconds": round(time.time() - started, 3)}
+                "options": {**asdict(options), "lr": options.lr or spec.train.lr}, **info, "seconds": round(time.time() - started, 3)}
         atomic_write_text(rows_path, rows.to_csv(index=False))
         atomic_write_text(meta_path, json.dumps(meta, indent=1, sort_keys=True))
     meta = json.loads(meta_path.read_text())

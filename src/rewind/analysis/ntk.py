@@ -114,10 +114,10 @@ def jacobian_bytes(model: nn.Module, names: list[str], n: int, outputs: int) -> 
     return n * per
 
 
-def jacobian(model: nn.Module, x: torch.Tensor, names: list[str], chunk: int = 64) -> torch.Tensor:
+def jacobian(model: nn.Module, x: torch.Tensor, names: list[str], chunk: int = 128) -> torch.Tensor:
     """d f(x_i) / d theta for the parameters ``names``: (n, outputs, P), vmapped jacrev in chunks.
     The model is evaluated in eval mode (BatchNorm on running statistics)."""
-    from torch.func import functional_call, jacrev, vmap
+    from torch.func import functional_call, grad, jacrev, vmap
 
     params = {k: v.detach() for k, v in model.named_parameters()}
     trained = {k: params[k] for k in names}
@@ -130,10 +130,14 @@ def jacobian(model: nn.Module, x: torch.Tensor, names: list[str], chunk: int = 6
     was = model.training
     model.eval()
     try:
+        with torch.no_grad():
+            outputs = model(x[:1]).shape[1]
+        # one output: per-example gradients (vmap of grad, about 2x faster than jacrev here)
+        fn = vmap(grad(lambda p, xi: f(p, xi).squeeze(0)) if outputs == 1 else jacrev(f), in_dims=(None, 0))
         parts = []
         for i in range(0, len(x), chunk):
-            jac = vmap(jacrev(f), in_dims=(None, 0))(trained, x[i:i + chunk])
-            parts.append(torch.cat([jac[k].flatten(2) for k in names], dim=2))
+            jac = fn(trained, x[i:i + chunk])
+            parts.append(torch.cat([jac[k].reshape(len(jac[k]), outputs, -1) for k in names], dim=2))
     finally:
         model.train(was)
     return torch.cat(parts)
