@@ -14,6 +14,14 @@ rewind linear-sweep $G --widths 1024 --lrs 0.25,0.5,1,2,4 --replicates 2 --csv "
 for d in 25 50 200; do
   rewind linear-sweep $G --set data.dim=$d --widths 1024 --lrs 1 --replicates 2 --csv "$OUT/dim$d.csv"
 done
+# d = 25, where the models agree to within 10% at first: departure against width and learning rate
+rewind linear-sweep $G --set data.dim=25 --widths 256,1024,4096 --lrs 1 --replicates 2 --csv "$OUT/dim25-width.csv" \
+  --plot "$OUT/dim25-width"
+rewind linear-sweep $G --set data.dim=25 --widths 1024 --lrs 0.5,1,2,4 --replicates 2 --csv "$OUT/dim25-lr.csv" \
+  --plot "$OUT/dim25-lr"
+# the paper's 20,000 training examples (m = 1024, lr 1)
+rewind linear-sweep --preset gaussian_two_layer --full-batch --steps 1000it --root $ROOT --quiet --widths 1024 --lrs 1 \
+  --replicates 2 --csv "$OUT/n20000.csv"
 # first layer, second layer, both; the closed form against the fitted kernel; symmetric initialisation; SGD
 for t in first second; do
   rewind linear-sweep $G --train $t --widths 1024 --lrs 1 --replicates 2 --csv "$OUT/train-$t.csv"
@@ -27,6 +35,6 @@ for p in mnist1d_binary_mlp mnist1d_binary_cnn digits_binary_mlp digits_binary_c
   rewind linear-sweep --preset $p --full-batch --root $ROOT --quiet --replicates 3 --csv "$OUT/$p.csv"
   rewind linear --preset $p --full-batch --root $ROOT --quiet --replicates 3 --plot "$OUT/$p"
 done
-rewind linear-sweep --preset mnist1d_binary_mlp --full-batch --root $ROOT --quiet --widths 64,256,1024 \
+rewind linear-sweep --preset mnist1d_binary_mlp --full-batch --root $ROOT --quiet --widths 64,256 \
   --lrs 0.001,0.002,0.004 --replicates 2 --csv "$OUT/mnist1d_mlp_grid.csv" --plot "$OUT/mnist1d_mlp_grid"
 rewind linear $G --replicates 2 --plot "$OUT/gaussian"

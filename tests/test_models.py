@@ -6,8 +6,8 @@ import torch
 from rewind.models import create_model, registered_models
 from rewind.spec import ModelSpec
 
-SHAPES = {"mlp": (40,), "conv1d": (40,), "digits_cnn": (1, 8, 8), "resnet": (40,)}
-WIDTHS = {"mlp": (100, 100), "conv1d": (32, 32, 32), "digits_cnn": (16, 32), "resnet": (8,)}
+SHAPES = {"mlp": (40,), "conv1d": (40,), "digits_cnn": (1, 8, 8), "resnet": (40,), "two_layer": (40,)}
+WIDTHS = {"mlp": (100, 100), "conv1d": (32, 32, 32), "digits_cnn": (16, 32), "resnet": (8,), "two_layer": (64,)}
 DEPTHS = {"resnet": 8}
 
 
@@ -27,6 +27,17 @@ def test_forward_backward_and_prunable(name):
 
 def test_all_registered_models_are_covered():
     assert set(registered_models()) == set(SHAPES)
+
+
+def test_two_layer_is_the_ntk_parametrised_network_with_standard_gaussian_weights():
+    a = create_model(ModelSpec("two_layer", (2048,), activation="tanh"), (50,), 1, seed=3)
+    b = create_model(ModelSpec("two_layer", (2048,), activation="tanh"), (50,), 1, seed=3)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    w, v = a.hidden.weight, a.out.weight
+    assert a.hidden.bias is None and abs(w.std().item() - 1) < 0.01 and abs(w.mean().item()) < 0.01
+    x = torch.randn(3, 50)
+    expected = torch.tanh(x @ w.T / math.sqrt(50)) @ v.T / math.sqrt(2048)
+    assert torch.allclose(a(x), expected, atol=1e-6)
 
 
 def test_init_is_seeded_and_kaiming():

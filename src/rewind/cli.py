@@ -621,7 +621,7 @@ def _hu_setup(args):
     """Spec, preset name and HuOptions from the arguments of linear and linear-sweep."""
     from .analysis.hu import HuOptions
     from .api import make_spec
-    from .data import iterations_per_epoch, load_data
+    from .data import iterations_per_epoch, load_data, require_in_memory
     from .step import Step
     from .train import TrainOptions, check_spec
 
@@ -631,6 +631,8 @@ def _hu_setup(args):
     spec, name = make_spec(args.preset or "gaussian_two_layer", sets, args.config)
     check_spec(spec, TrainOptions(data_root=args.data_root))
     data = load_data(spec.data, args.data_root)
+    if args.model_of != "offset":
+        require_in_memory(data, "the linear-model comparison")
     ipe = iterations_per_epoch(len(data.y_train), spec.data.batch_size)
     try:
         steps = Step.parse(args.steps).iterations(ipe) if args.steps else spec.train.steps.iterations(ipe)

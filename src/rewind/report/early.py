@@ -124,9 +124,9 @@ def plot_hu(rows: pd.DataFrame, out: str | Path, threshold: float = 0.1) -> list
 
 
 def plot_departure(table: pd.DataFrame, curves: pd.DataFrame, out: str | Path) -> list[Path]:
-    """Discrepancy curves per width and learning rate, and the departure time against width and
-    against learning rate (mean and range over replicates; runs still within the threshold at the
-    end drawn at their last step, open markers)."""
+    """Discrepancy curves per width and learning rate, and against width and learning rate the
+    turning point (the step of the smallest train discrepancy; mean and range over replicates) and
+    the departure step where there is one (open triangles)."""
     plt = _mpl()
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
     train = curves[(curves.metric == "discrepancy") & (curves.split == "train") & (curves.step > 0)]
@@ -139,23 +139,25 @@ def plot_departure(table: pd.DataFrame, curves: pd.DataFrame, out: str | Path) -
     axes[0].set_title("train discrepancy ||f - f_lin|| / ||f||", fontsize=10)
     axes[0].legend(fontsize=6, ncol=2)
     t = table.copy()
-    t["dep"] = t.departure_train.where(t.departure_train.notna(), t.steps).astype(float)
-    t["censored"] = t.departure_train.isna()
+    t["dep"] = t.departure_train.astype(float)
+    t = t.assign(dep=t.dep.where(t.dep > 0))   # 0 (never within) and > T (still within) are not drawn
     for ax, x, other in ((axes[1], "width", "lr"), (axes[2], "lr", "width")):
         for j, (val, part) in enumerate(t.groupby(other, dropna=False)):
-            g = part.groupby(x)["dep"]
             color = f"C{j}"
+            g = part.groupby(x)["discrepancy_min_step"]
             ax.errorbar(g.mean().index, g.mean().values, yerr=[g.mean() - g.min(), g.max() - g.mean()], color=color,
-                        marker="o", capsize=3, label=f"{other}={val:g}" if pd.notna(val) else other)
-            cens = part[part.censored]
-            ax.scatter(cens[x], cens["dep"], facecolors="white", edgecolors=color, zorder=3)
+                        marker="o", capsize=3, label=f"turning point, {other}={val:g}" if pd.notna(val) else other)
+            dep = part.dropna(subset=["dep"])
+            if len(dep):
+                ax.scatter(dep[x], dep["dep"], marker="^", facecolors="white", edgecolors=color, zorder=3,
+                           label=f"departure, {other}={val:g}" if pd.notna(val) else "departure")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel(x)
-        ax.set_ylabel("departure step (discrepancy stays above threshold)")
+        ax.set_ylabel("step")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    axes[1].set_title("departure time against width", fontsize=10)
-    axes[2].set_title("departure time against learning rate", fontsize=10)
+    axes[1].set_title("minimum discrepancy (turning point) and departure\nagainst width", fontsize=10)
+    axes[2].set_title("... against learning rate", fontsize=10)
     fig.tight_layout()
     return save_figure(fig, out, dpi=130)
