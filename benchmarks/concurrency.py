@@ -10,9 +10,11 @@ and the ratio of the wall time to N x the time of one process alone under the sa
 ("x serial": 1.0 is perfect sharing, above 1.3 is what the performance issue calls a collapse).
 
 Policies are environment settings of each process:
-  default   torch's own (OpenMP threads = cores, libgomp's default spin-then-sleep wait)
+  torch     torch's own (OpenMP threads = cores, libgomp's default: 300,000 spins, then sleep);
+            REWIND_OMP_POLICY=torch
+  rewind    what `import rewind` sets when the user set no wait policy (GOMP_SPINCOUNT, rewind/__init__.py)
   passive   OMP_WAIT_POLICY=PASSIVE (waiting OpenMP threads sleep at once)
-  spin3000  GOMP_SPINCOUNT=3000 (waiting threads spin briefly, then sleep)
+  spin3000  GOMP_SPINCOUNT=3000 (waiting threads spin briefly, then sleep); spin30000 likewise
   threads1  OMP_NUM_THREADS=1
 
 Workloads: small = the mnist1d_mlp preset for 2,000 iterations; lenet = LeNet-300-100 on
@@ -35,7 +37,8 @@ from pathlib import Path
 import numpy as np
 
 REWIND = [sys.executable, "-m", "rewind.cli", "train", "--quiet"]
-POLICIES = {"default": {}, "passive": {"OMP_WAIT_POLICY": "PASSIVE"}, "spin3000": {"GOMP_SPINCOUNT": "3000"},
+POLICIES = {"torch": {"REWIND_OMP_POLICY": "torch"}, "rewind": {}, "passive": {"OMP_WAIT_POLICY": "PASSIVE"},
+            "spin3000": {"GOMP_SPINCOUNT": "3000"}, "spin30000": {"GOMP_SPINCOUNT": "30000"},
             "threads1": {"OMP_NUM_THREADS": "1"}}
 
 
@@ -84,14 +87,16 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", default="1,2,4")
     ap.add_argument("--workloads", default="small,lenet,wide")
-    ap.add_argument("--policies", default="default,passive,spin3000,threads1")
+    ap.add_argument("--policies", default="torch,rewind,passive,spin3000,threads1")
+    ap.add_argument("--repeat", type=int, default=1, help="runs per cell; the cell shows the medians")
     a = ap.parse_args()
     counts = [int(x) for x in a.n.split(",")]
     if 1 not in counts:
         counts = [1] + counts
     with tempfile.TemporaryDirectory() as data:
         write_mnist(Path(data))
-        base = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+        base = {k: v for k, v in os.environ.items()
+                if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "REWIND_OMP_POLICY")}
         base["CI"] = "1"
         print(f"{os.cpu_count()} cores; wall s / slowest training s; x serial = wall / (N x wall alone)")
         print(f"{'workload':<8} {'policy':<9} " + " ".join(f"{f'N={n}':>22}" for n in counts))
@@ -100,7 +105,9 @@ def main() -> None:
                 env = {**base, **POLICIES[policy]}
                 cells, alone = [], None
                 for n in counts:
-                    wall, train = concurrent(n, workload_args(wl, Path(data)), env)
+                    runs = sorted(concurrent(n, workload_args(wl, Path(data)), env) for _ in range(a.repeat))
+                    wall = sorted(r[0] for r in runs)[len(runs) // 2]
+                    train = sorted(r[1] for r in runs)[len(runs) // 2]
                     alone = wall if n == 1 else alone
                     cells.append(f"{wall:6.1f}/{train:5.1f} {wall / (n * alone):5.2f}x")
                 print(f"{wl:<8} {policy:<9} " + " ".join(f"{c:>22}" for c in cells), flush=True)

@@ -8,6 +8,13 @@ import os as _os
 # before torch is imported (a user's own setting wins; a process that imported torch first keeps
 # MKL's default). Cost measured: none beyond noise on the MNIST-1D presets.
 _os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
+# OpenMP threads that wait for work spin (libgomp: 300,000 spins) before they sleep. Two torch processes
+# on the same cores then spend their time spinning against each other (two LeNet runs at once took 33x
+# as long as one). Unless the user chose a wait policy, waiting threads spin briefly and then sleep;
+# REWIND_OMP_POLICY=torch keeps the runtime's default. benchmarks/concurrency.py measures both.
+if _os.environ.get("REWIND_OMP_POLICY", "yield") != "torch" and not (
+        "GOMP_SPINCOUNT" in _os.environ or "OMP_WAIT_POLICY" in _os.environ):
+    _os.environ["GOMP_SPINCOUNT"] = "10000"
 from .api import make_spec, replicate_spec, results, train
 from .presets import PRESETS, get_preset
 from .spec import DataSpec, ModelSpec, PruneSpec, SeedSpec, Spec, SpecError, TrainSpec

@@ -514,6 +514,20 @@ def _finish(run: RunDir, rows: list[dict], total: int, start: int, seconds: floa
     run.finish(rows, summary, hook)
 
 
+def usable_cpus() -> int:
+    """Cores this process may run on: its CPU affinity, and the cgroup's CPU quota when there is one."""
+    import os
+
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota, period = open("/sys/fs/cgroup/cpu.max").read().split()[:2]
+        if quota != "max":
+            n = min(n, max(1, int(int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, n)
+
+
 def train_population(members: list[Member], store: Store | None = None,
                      options: TrainOptions | None = None) -> list[RunDir]:
     """Train every member (skipping finished ones) and return their run directories, in order."""
@@ -530,6 +544,8 @@ def train_population(members: list[Member], store: Store | None = None,
     if opts.threads is not None:
         check_range("threads", opts.threads, 1, 1024)
         torch.set_num_threads(opts.threads)
+    elif torch.get_num_threads() > usable_cpus():
+        torch.set_num_threads(usable_cpus())   # never more threads than the cores this process may use
     pending = [m for m in members if not store.run(m.key).done]
     if choose_engine(pending, opts) == "vectorised":
         from .vectorised import train_vectorised

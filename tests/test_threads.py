@@ -1,0 +1,32 @@
+"""The OpenMP wait policy `import rewind` sets, and the thread count it allows."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from rewind.train.loop import usable_cpus
+
+
+def _env_after_import(**env):
+    base = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY", "REWIND_OMP_POLICY")}
+    out = subprocess.run([sys.executable, "-c", "import os, rewind; print(os.environ.get('GOMP_SPINCOUNT'))"],
+                         env={**base, **env}, capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+@pytest.mark.parametrize("env,expected", [
+    ({}, "10000"),                                # rewind's policy: spin briefly, then sleep
+    ({"GOMP_SPINCOUNT": "77"}, "77"),             # the user's choice wins
+    ({"OMP_WAIT_POLICY": "ACTIVE"}, "None"),      # a chosen wait policy is left alone
+    ({"REWIND_OMP_POLICY": "torch"}, "None"),     # the runtime's default on request
+])
+def test_wait_policy_is_set_before_torch_loads_unless_the_user_chose(env, expected):
+    assert _env_after_import(**env) == expected
+
+
+def test_usable_cpus_follows_the_affinity(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    assert usable_cpus() == 1
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)))
+    assert 1 <= usable_cpus() <= 64
