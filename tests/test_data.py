@@ -97,3 +97,14 @@ def test_generated_sizes_are_checked():
             rewind.Spec().replace(**over)
     # hash-neutral at the defaults
     assert rewind.Spec().replace(**{"data.train_size": 0}).hash == rewind.Spec().hash
+
+
+def test_in_place_normalisation_gives_the_bits_of_the_plain_expression():
+    from rewind.data.files import STATS, _normalise
+
+    x = torch.randint(0, 256, (50, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    mean = torch.tensor(STATS["cifar10"][0]).view(1, -1, 1, 1)
+    std = torch.tensor(STATS["cifar10"][1]).view(1, -1, 1, 1)
+    out = _normalise(x, "cifar10")
+    assert out.dtype == torch.float32 and torch.equal(out, (x.float() / 255.0 - mean) / std)
+    assert x.dtype == torch.uint8 and int(x.max()) > 1   # the input is not touched
