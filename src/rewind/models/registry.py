@@ -97,7 +97,8 @@ def initialise(model: nn.Module, method: str, seed: int) -> None:
                 mod.bias.zero_()
 
 
-def create_model(spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int, seed: int = 0) -> RewindModel:
+def create_model(spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int, seed: int = 0,
+                 initialise_weights: bool = True) -> RewindModel:
     from .paper import build_paper_model
 
     if spec.name in registered_models():
@@ -106,5 +107,6 @@ def create_model(spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int
         model = build_paper_model(spec, tuple(input_shape), num_classes)
         if model is None:
             raise ValueError(f"model.name: unknown model {spec.name!r}; known: {', '.join(model_names())}")
-    initialise(model, spec.init, seed)
+    if initialise_weights:   # skipped for shapes-only models on the meta device (seeded normal_ there
+        initialise(model, spec.init, seed)   # goes through torch's Python refs, which import dynamo: 1.4 s)
     return model

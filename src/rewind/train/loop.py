@@ -222,7 +222,7 @@ class Prepared:
 @functools.lru_cache(maxsize=32)
 def _prunable_names(model_spec, input_shape, classes) -> tuple[str, ...]:
     with torch.device("meta"):  # shapes only: no memory, whatever the width
-        return tuple(create_model(model_spec, input_shape, classes, seed=0).prunable())
+        return tuple(create_model(model_spec, input_shape, classes, seed=0, initialise_weights=False).prunable())
 
 
 def check_spec(spec: Spec, opts: TrainOptions, starts: tuple[int, ...] = (0,)) -> tuple[object, int, int]:
