@@ -27,6 +27,9 @@ for t in first second; do
   rewind linear-sweep $G --train $t --widths 1024 --lrs 1 --replicates 2 --csv "$OUT/train-$t.csv"
 done
 rewind linear-sweep $G --model-of closed-form --widths 1024 --lrs 1 --replicates 2 --csv "$OUT/closed-form.csv"
+rewind linear-sweep $G --loss cross-entropy --widths 1024 --lrs 1 --replicates 2 --csv "$OUT/cross-entropy.csv"
+rewind linear-sweep $G --loss cross-entropy --set data.dim=25 --widths 1024 --lrs 1 --replicates 2 \
+  --csv "$OUT/cross-entropy-dim25.csv"
 rewind linear-sweep $G --output symmetric --widths 1024 --lrs 1 --replicates 2 --csv "$OUT/symmetric.csv"
 rewind linear-sweep --preset gaussian_two_layer --set data.train_size=4000 --steps 1000it --root $ROOT --quiet \
   --widths 1024 --lrs 1 --replicates 2 --csv "$OUT/sgd.csv"
