@@ -10,7 +10,8 @@ Run on a quiet machine; each figure is the best of --repeat runs.
 from __future__ import annotations
 
 import argparse
-import time
+import sys
+from pathlib import Path
 
 import torch
 
@@ -19,14 +20,8 @@ from rewind.analysis import ntk
 from rewind.analysis.hu import AffineKernelModel, _loss, binary_task
 from rewind.models import create_model
 
-
-def best(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+sys.path.insert(0, str(Path(__file__).parent))
+from scores import best  # noqa: E402
 
 
 def main() -> None:

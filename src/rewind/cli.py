@@ -721,14 +721,7 @@ def _cmd_linear_sweep(args) -> int:
 
     table, curves = linear_sweep(spec, options, widths, lrs, args.replicates, Store(args.root).root, name,
                                  args.data_root, progress=show)
-    if args.csv:
-        table.to_csv(args.csv, index=False)
-        print(f"wrote {args.csv}")
-    if args.plot:
-        from .report.early import plot_departure
-
-        for p in plot_departure(table, curves, args.plot):
-            print(f"wrote {p}")
+    _write_outputs(args, table, "plot_departure", curves)
     return 0
 
 

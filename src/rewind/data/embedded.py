@@ -13,7 +13,7 @@ import torch
 
 from .. import rng
 from ..spec import DataSpec
-from .core import InMemoryData
+from .tensors import InMemoryData
 
 # MNIST-1D's published generation arguments (4,000 train / 1,000 test, seed 42).
 MNIST1D_VERSION = "mnist1d-default-v1"

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .core import InMemoryData
+from .tensors import InMemoryData
 
 
 class DataError(ValueError):

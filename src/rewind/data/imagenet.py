@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from .. import rng
-from .core import batch_indices
+from .tensors import batch_indices
 from .files import DataError
 
 MEAN = (0.485, 0.456, 0.406)

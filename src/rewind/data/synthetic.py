@@ -16,7 +16,7 @@ import torch
 
 from .. import rng
 from ..spec import DataSpec
-from .core import InMemoryData
+from .tensors import InMemoryData
 
 TEACHER_WIDTH = 8
 

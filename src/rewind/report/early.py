@@ -123,7 +123,7 @@ def plot_hu(rows: pd.DataFrame, out: str | Path, threshold: float = 0.1) -> list
     return save_figure(fig, out, dpi=130)
 
 
-def plot_departure(table: pd.DataFrame, curves: pd.DataFrame, out: str | Path) -> list[Path]:
+def plot_departure(table: pd.DataFrame, out: str | Path, curves: pd.DataFrame) -> list[Path]:
     """Discrepancy curves per width and learning rate, and against width and learning rate the
     turning point (the step of the smallest train discrepancy; mean and range over replicates) and
     the departure step where there is one (open triangles)."""
