@@ -167,3 +167,21 @@ def test_ntk_memory_is_refused_with_the_size_it_would_need(tmp_path, capsys, mon
     assert not (tmp_path / "linear").exists()
     assert math.isfinite(ntk.jacobian_bytes(create_model(rewind.ModelSpec("two_layer", (8,)), (4,), 1), ["hidden.weight"],
                                             10, 1))
+
+
+def test_the_papers_cifar_task_runs_on_files_in_the_official_format(tmp_path, capsys):
+    from test_paper import write_cifar
+
+    from rewind.data import core
+
+    write_cifar(tmp_path / "data", n=40)
+    core._DATA_CACHE.clear()
+    args = ["linear", "--preset", "cifar10_cats_horses_mlp", "--set", "model.widths=16,16,16", "--set",
+            "data.batch_size=16", "--steps", "3it",
+            "--points", "3", "--ntk-samples", "20", "--full-batch", "--data-root", str(tmp_path / "data"),
+            "--root", str(tmp_path / "runs"), "--quiet"]
+    assert main(args) == 0, capsys.readouterr().err
+    data = load_data(rewind.get_preset("cifar10_cats_horses_mlp").spec.data, tmp_path / "data")
+    full = load_data(rewind.DataSpec("cifar10"), tmp_path / "data")
+    assert data.num_classes == 2 and len(data.y_train) == int(((full.y_train == 3) | (full.y_train == 7)).sum())
+    core._DATA_CACHE.clear()
