@@ -1,0 +1,82 @@
+"""Ways to stack K copies of the MNIST-1D 1-D CNN (3 convs of 32 channels, batch 100, length 40)
+for one training step (forward, loss, backward), in one process: K separate autograd passes,
+one grouped convolution per layer (groups = K), torch.func.vmap of grad (what the vectorised
+engine uses for conv nets today), and im2col (unfold) + batched matmul in two layouts.
+Exploration for the performance issue's 3x population goal; prints ms per K = 16 step.
+
+    .venv/bin/python benchmarks/conv_stacking.py
+"""
+import time
+
+import torch
+from torch.func import grad, vmap
+from torch.nn import functional as F
+
+torch.manual_seed(0)
+K, B, L, C = 16, 100, 40, 32
+specs = [(1, C, 5, 1, 2), (C, C, 3, 2, 1), (C, C, 3, 2, 1)]
+lens = [40, 20, 10]
+def make():
+    ws = [torch.randn(K, co, ci, k, requires_grad=True) for ci, co, k, s, p in specs]
+    bs = [torch.zeros(K, co, requires_grad=True) for ci, co, k, s, p in specs]
+    wo = torch.randn(K, 10, C * 10, requires_grad=True); bo = torch.zeros(K, 10, requires_grad=True)
+    return ws, bs, wo, bo
+ws, bs, wo, bo = make()
+x = torch.randn(K, B, L); y = torch.randint(0, 10, (K, B))
+def seq():
+    tot = 0
+    for k in range(K):
+        h = x[k].unsqueeze(1)
+        for (ci, co, kk, s, p), w, b in zip(specs, ws, bs):
+            h = F.relu(F.conv1d(h, w[k], b[k], stride=s, padding=p))
+        out = h.flatten(1) @ wo[k].T + bo[k]
+        tot = tot + F.cross_entropy(out, y[k])
+    tot.backward()
+def grouped(channels_last=False):
+    h = x.permute(1, 0, 2).reshape(B, K, L)   # (B, K*1, L)
+    for (ci, co, kk, s, p), w, b in zip(specs, ws, bs):
+        h = F.relu(F.conv1d(h, w.reshape(K * co, ci, kk), b.reshape(-1), stride=s, padding=p, groups=K))
+    h = h.reshape(B, K, C * 10).permute(1, 0, 2)   # (K, B, C*10)
+    out = torch.baddbmm(bo.unsqueeze(1), h, wo.transpose(1, 2))
+    F.cross_entropy(out.reshape(K * B, 10), y.reshape(-1), reduction="sum").backward()
+def vm():
+    def f(w0, w1, w2, b0, b1, b2, wo_, bo_, xk, yk):
+        h = xk.unsqueeze(1)
+        for (ci, co, kk, s, p), w, b in zip(specs, (w0, w1, w2), (b0, b1, b2)):
+            h = F.relu(F.conv1d(h, w, b, stride=s, padding=p))
+        return F.cross_entropy(h.flatten(1) @ wo_.T + bo_, yk)
+    g = vmap(grad(f, argnums=(0,1,2,3,4,5,6,7)))(*ws, *bs, wo, bo, x, y)
+def bench(fn, n=30):
+    fn(); t = time.perf_counter()
+    for _ in range(n): fn()
+    return (time.perf_counter() - t) / n
+for name, fn in (("sequential", seq), ("grouped", grouped), ("vmap(grad)", vm)):
+    print(name, f"{1e3*bench(fn):.1f} ms per K=16 step")
+def unfold_bmm():
+    h = x.unsqueeze(2)   # (K, B, 1, L)
+    for (ci, co, kk, s, p), w, b in zip(specs, ws, bs):
+        Kk, Bb, Ci, Ll = h.shape
+        hp = F.pad(h, (p, p))
+        cols = hp.unfold(3, kk, s)                      # (K, B, Ci, Lout, k)
+        Lout = cols.shape[3]
+        cols = cols.permute(0, 1, 3, 2, 4).reshape(Kk, Bb * Lout, Ci * kk)
+        out = torch.baddbmm(b.unsqueeze(1), cols, w.reshape(Kk, co, ci * kk).transpose(1, 2))  # (K, B*Lout, Co)
+        h = F.relu(out).reshape(Kk, Bb, Lout, co).permute(0, 1, 3, 2)   # (K, B, Co, Lout)
+    h = h.reshape(K, B, C * 10)
+    out = torch.baddbmm(bo.unsqueeze(1), h, wo.transpose(1, 2))
+    F.cross_entropy(out.reshape(K * B, 10), y.reshape(-1), reduction="sum").backward()
+print("unfold+bmm", f"{1e3*bench(unfold_bmm):.1f} ms per K=16 step")
+def unfold_bmm_cl():
+    # channels-last layout (K, B, L, C): no permutes between layers
+    h = x.unsqueeze(3)   # (K, B, L, 1)
+    for (ci, co, kk, s, p), w, b in zip(specs, ws, bs):
+        hp = F.pad(h, (0, 0, p, p))
+        cols = hp.unfold(2, kk, s)                      # (K, B, Lout, Ci, k)
+        Kk, Bb, Lout = cols.shape[:3]
+        cols = cols.reshape(Kk, Bb * Lout, ci * kk)
+        out = torch.baddbmm(b.unsqueeze(1), cols, w.reshape(Kk, co, ci * kk).transpose(1, 2))
+        h = F.relu(out).reshape(Kk, Bb, Lout, co)
+    h = h.permute(0, 1, 3, 2).reshape(K, B, C * 10)
+    out = torch.baddbmm(bo.unsqueeze(1), h, wo.transpose(1, 2))
+    F.cross_entropy(out.reshape(K * B, 10), y.reshape(-1), reduction="sum").backward()
+print("unfold+bmm channels-last", f"{1e3*bench(unfold_bmm_cl):.1f} ms per K=16 step")
