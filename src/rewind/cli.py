@@ -744,7 +744,7 @@ def _cmd_linear_offset(args) -> int:
             iterations_per_epoch(len(data.y_train), spec.data.batch_size))
     except ValueError as e:
         raise SpecError(f"--until: {e}") from None
-    from .analysis.probes import parse_schedule
+    from .spec import parse_schedule
 
     try:
         parse_schedule(args.schedule)

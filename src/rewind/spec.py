@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 import typing
 from dataclasses import dataclass, field
 from typing import Any
@@ -241,8 +242,6 @@ class Spec:
         _check_classes(self.data)
         _check_pretrain(self)
         if self.probe.schedule:
-            from .analysis.probes import parse_schedule
-
             parse_schedule(self.probe.schedule)  # raises SpecError naming probe.schedule
         if len(self.train.betas) != 2:
             raise SpecError(f"train.betas must be two numbers, got {self.train.betas!r}")
@@ -555,3 +554,40 @@ def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
         else:
             out[key] = v
     return out
+
+
+# ---- probe schedules (probe.schedule): parsed here, with the spec, so that the value layer needs
+# nothing from the analysis layer; analysis/probes.py fires the probes at these steps.
+_SEGMENT = re.compile(r"^\s*([^:]+?)\s*(?::\s*(.+?)\s*)?$")
+
+
+def parse_schedule(text: str) -> list[tuple[Step, Step | None]]:
+    """'1it:100it,10it:1000it,100it' -> [(every 1 until 100), (every 10 until 1000), (every 100)]."""
+    segments = []
+    for part in [p for p in text.split(",") if p.strip()]:
+        m = _SEGMENT.match(part)
+        try:
+            every = Step.parse(m.group(1))
+            until = Step.parse(m.group(2)) if m.group(2) else None
+        except (ValueError, AttributeError):
+            raise SpecError(f"probe.schedule: cannot read {part!r}; write EVERY:UNTIL segments and a last EVERY, "
+                            f"e.g. 1it:100it,10it:1000it,100it") from None
+        if every == Step(0, 0):
+            raise SpecError(f"probe.schedule: {part!r} probes every 0 steps")
+        if segments and segments[-1][1] is None:
+            raise SpecError("probe.schedule: only the last segment may leave out its end (EVERY:UNTIL)")
+        segments.append((every, until))
+    if not segments:
+        raise SpecError("probe.schedule: empty")
+    return segments
+
+
+def probe_steps(text: str, ipe: int, start: int, end: int) -> list[int]:
+    """The iterations in [start, end] at which probes fire (start and end included)."""
+    out = {start, end}
+    lo = 0
+    for every, until in parse_schedule(text):
+        hi = end if until is None else min(end, until.iterations(ipe))
+        out.update(range(lo, hi + 1, every.iterations(ipe)))
+        lo = hi
+    return sorted(t for t in out if start <= t <= end)

@@ -34,11 +34,10 @@ from torch.nn import functional as F
 
 from ..data import batch_indices, iterations_per_epoch, load_data, require_in_memory
 from ..models import create_model
-from ..spec import Spec
+from ..spec import Spec, probe_steps
 from ..store import atomic_write_text
 from ..train.loop import dtype_of, evaluate_examples
 from ..train.optim import lr_at, make_optimizer
-from .probes import probe_steps
 
 
 class OffsetLinear(torch.nn.Module):

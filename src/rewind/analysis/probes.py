@@ -13,47 +13,10 @@ concatenated) and per layer; for a masked network, on the surviving weights.
 """
 from __future__ import annotations
 
-import re
 
 import torch
 
-from ..spec import SpecError
-from ..step import Step
-
-_SEGMENT = re.compile(r"^\s*([^:]+?)\s*(?::\s*(.+?)\s*)?$")
-
-
-def parse_schedule(text: str) -> list[tuple[Step, Step | None]]:
-    """'1it:100it,10it:1000it,100it' -> [(every 1 until 100), (every 10 until 1000), (every 100)]."""
-    segments = []
-    for part in [p for p in text.split(",") if p.strip()]:
-        m = _SEGMENT.match(part)
-        try:
-            every = Step.parse(m.group(1))
-            until = Step.parse(m.group(2)) if m.group(2) else None
-        except (ValueError, AttributeError):
-            raise SpecError(f"probe.schedule: cannot read {part!r}; write EVERY:UNTIL segments and a last EVERY, "
-                            f"e.g. 1it:100it,10it:1000it,100it") from None
-        if every == Step(0, 0):
-            raise SpecError(f"probe.schedule: {part!r} probes every 0 steps")
-        if segments and segments[-1][1] is None:
-            raise SpecError("probe.schedule: only the last segment may leave out its end (EVERY:UNTIL)")
-        segments.append((every, until))
-    if not segments:
-        raise SpecError("probe.schedule: empty")
-    return segments
-
-
-def probe_steps(text: str, ipe: int, start: int, end: int) -> list[int]:
-    """The iterations in [start, end] at which probes fire (start and end included)."""
-    out = {start, end}
-    lo = 0
-    for every, until in parse_schedule(text):
-        hi = end if until is None else min(end, until.iterations(ipe))
-        out.update(range(lo, hi + 1, every.iterations(ipe)))
-        lo = hi
-    return sorted(t for t in out if start <= t <= end)
-
+from ..spec import probe_steps  # noqa: F401  (the schedule lives with the spec; re-exported)
 
 def _flat(tensors: dict[str, torch.Tensor], names: list[str], mask) -> dict[str, torch.Tensor]:
     """Per-layer 1-D float64 vectors (surviving weights only), and "all"."""
