@@ -689,11 +689,7 @@ def _cmd_linear(args) -> int:
 
         print(f"replicate {r}: discrepancy above {options.threshold:g}: {when(d['departure_train'])} (train), "
               f"{when(d['departure_test'])} (test)")
-    if args.plot:
-        from .report.early import plot_hu
-
-        for p in plot_hu(rows, args.plot):
-            print(f"wrote {p}")
+    _write_outputs(args, rows, "plot_hu")
     return 0
 
 
@@ -768,11 +764,7 @@ def _cmd_linear_offset(args) -> int:
         p = parting(frame, args.tolerance)
         print(f"replicate {r}: errors differ by more than {100 * args.tolerance:.0f} points from step "
               f"{p['train']} (train), {p['test']} (test)")
-    if args.plot:
-        from .report.early import plot_linear
-
-        for p in plot_linear(rows, args.plot):
-            print(f"wrote {p}")
+    _write_outputs(args, rows, "plot_linear")
     return 0
 
 
@@ -968,7 +960,7 @@ def _cmd_example_lmc(args) -> int:
 
 def _write_outputs(args, table, plot: str, *plot_args) -> None:
     """--csv PATH and --plot PATH of the experiment commands (``plot`` names a report function)."""
-    if args.csv:
+    if getattr(args, "csv", None):
         table.to_csv(args.csv, index=False)
         print(f"wrote {args.csv}")
     if args.plot:
