@@ -23,6 +23,7 @@ demo: $(STAMP)
 		--baselines reinit --baselines-at 200it --root $(ROOT) --plot $(ROOT)/figures/lottery
 	$(VENV)/bin/rewind instability --preset mnist1d_resnet --at 0it,20it,40it,100it,200it --points 5 \
 		--bn-reset --root $(ROOT)
+	$(VENV)/bin/rewind report --root $(ROOT)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

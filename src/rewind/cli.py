@@ -261,6 +261,23 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--plot", default=None, metavar="PATH", help="write the figures to PATH-*.png and .svg")
     _train_args(ls)
 
+    rp = sub.add_parser("reproduce", help="measure the papers' claims, judge each by a stated rule, and write "
+                                          "claims.csv and a self-contained HTML report")
+    rp.add_argument("--claims", default=None, help="claims to measure, e.g. C1,C3 (default: all; see --list)")
+    rp.add_argument("--list", action="store_true", help="list the claims and exit")
+    rp.add_argument("--replicates", type=int, default=None, help="replicates per cell (default 3; 1 with --quick)")
+    rp.add_argument("--quick", action="store_true", help="a first look: 1 replicate, a shallower judged level")
+    rp.add_argument("--out", default=None, metavar="DIR", help="where index.html, claims.csv, tests.csv and the "
+                                                               "figures go (default: <root>/reproduce)")
+    _train_args(rp)
+
+    rt = sub.add_parser("report", help="a self-contained HTML page of one study (figures, tables, spec, command)")
+    rt.add_argument("--study", default=None, help="a lottery study key (or unique prefix), or an early-phase run key "
+                                                  "(default: every lottery study of the store, on one page)")
+    rt.add_argument("--out", default=None, metavar="DIR", help="where index.html goes (default: <root>/report/<key>, "
+                                                               "or <root>/report)")
+    _common(rt)
+
     pl = sub.add_parser("plot", help="draw a figure from the results")
     pl.add_argument("figure", choices=("lottery", "instability"))
     pl.add_argument("--study", required=True, help="study key or unique prefix")
@@ -585,6 +602,8 @@ def _cmd_early(args) -> int:
     members = replicate_members(spec, name, args.replicates, kind="early")
     runs = train_population(members, Store(args.root),
                             _options(args))
+    from .analysis.probes import early_table
+
     table = early_table(runs)
     _print_early(table)
     if args.plot:
@@ -593,20 +612,6 @@ def _cmd_early(args) -> int:
         for p in plot_timeline(table, args.plot):
             print(f"wrote {p}")
     return 0
-
-
-def early_table(runs):
-    import pandas as pd
-
-    from .analysis.probes import read_probes
-
-    frames = []
-    for run in runs:
-        m = run.metrics()
-        steps = set(read_probes(run)["step"])
-        m = m[m["step"].isin(steps)]
-        frames += [m.assign(run=run.key, layer=None), read_probes(run).assign(run=run.key)]
-    return pd.concat(frames, ignore_index=True)
 
 
 def _print_early(table) -> None:
@@ -1014,6 +1019,38 @@ def _print_pretrain(table, levels) -> None:
               f"{100 * r['mean']:>12.2f} ± {100 * r['std']:<6.2f} {r['n']:>2} {diff('supervised'):>28} {diff('k0'):>26}")
 
 
+def _cmd_reproduce(args) -> int:
+    from .reproduce import CLAIMS, claim_ids, reproduce
+    from .store import Store
+
+    if args.list:
+        for c in claim_ids():
+            print(f"{c:<4} {CLAIMS[c].title}\n     {CLAIMS[c].paper}")
+        return 0
+    opts = _options(args)
+    root = Store(args.root).root
+    result = reproduce(args.claims, args.replicates, root, args.out or root / "reproduce", args.quick,
+                       parse_assignments(args.sets), opts, args.data_root,
+                       log=None if args.quiet else (lambda m: print(m, flush=True)))
+    print(f"\n{'claim':<5} {'verdict':<13} measured")
+    for r in result.results:
+        print(f"{r.claim.id:<5} {r.verdict:<13} {r.measurement.summary}")
+    print(f"\n{len(result.results)} claim(s) in {result.seconds:.0f} s")
+    print(f"wrote {result.csv}")
+    print(f"wrote {result.page}")
+    return 0
+
+
+def _cmd_report(args) -> int:
+    from .report.study_page import study_page
+    from .store import Store
+
+    store = Store(args.root)
+    page = study_page(args.study, store, args.out)
+    print(f"wrote {page}")
+    return 0
+
+
 def _cmd_train(args) -> int:
     from .api import make_spec, replicate_members
     from .store import Store
@@ -1164,7 +1201,8 @@ def main(argv: list[str] | None = None) -> int:
                 "linear": _cmd_linear, "linear-sweep": _cmd_linear_sweep, "pretrain-study": _cmd_pretrain_study,
                 "critical-period": _cmd_critical_period,
                 "scores": _cmd_scores, "data-diet": _cmd_data_diet,
-                "example-lmc": _cmd_example_lmc, "diet-lottery": _cmd_diet_lottery, "data": _cmd_data, "verify": _cmd_verify}
+                "example-lmc": _cmd_example_lmc, "diet-lottery": _cmd_diet_lottery, "data": _cmd_data, "verify": _cmd_verify,
+                "reproduce": _cmd_reproduce, "report": _cmd_report}
     from .data.files import DataError
 
     with warnings.catch_warnings():

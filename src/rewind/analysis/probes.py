@@ -125,6 +125,19 @@ def read_probes(run):
     return pd.read_csv(path) if path.exists() else pd.DataFrame(columns=list(PROBE_FIELDS))
 
 
+def early_table(runs):
+    """The probe rows of ``runs`` beside their metrics at the probed steps (layer None), one table."""
+    import pandas as pd
+
+    frames = []
+    for run in runs:
+        probes = read_probes(run)
+        m = run.metrics()
+        m = m[m["step"].isin(set(probes["step"]))]
+        frames += [m.assign(run=run.key, layer=None), probes.assign(run=run.key)]
+    return pd.concat(frames, ignore_index=True)
+
+
 def landmarks(table) -> dict[str, str]:
     """A few numbers that summarise a timeline (mean over runs), for the command line and notes."""
     out = {}

@@ -16,7 +16,8 @@ from .runs import RunDamaged, Store, notice
 COLUMNS = ["run", "kind", "preset", "member", "seed", "step", "split", "metric", "value"]
 LABELS = ["study", "replicate", "level", "density", "rewind_step", "rewind_iteration", "branch", "branch_params",
           "copy", "pair", "alpha", "bn_reset", "layer", "model", "device", "precision", "engine", "threads", "status",
-          "pretrain", "pretrain_steps", "pretrain_params", "example", "linear_model", "linear_params"]
+          "pretrain", "pretrain_steps", "pretrain_params", "example", "linear_model", "linear_params", "claim", "test",
+          "verdict", "claim_verdict"]
 # columns read from each run's spec rather than from the labels a study or command gave it
 FROM_SPEC = ("layer", "model", "device", "precision", "engine", "threads", "status", "pretrain", "pretrain_steps",
              "pretrain_params")
@@ -163,6 +164,31 @@ def _score_frames(store: Store, damage: _Damage) -> list[pd.DataFrame]:
     return frames
 
 
+def _claim_frames(store: Store, damage: _Damage) -> list[pd.DataFrame]:
+    """Judged claims of ``rewind reproduce`` (kind "claim"): per test, rows with metric mean,
+    ci_low, ci_high and n; ``verdict`` is the test's, ``claim_verdict`` the claim's; member is the
+    number of replicates the claim was measured with."""
+    frames = []
+    folder = store.root / "claims"
+    for path in sorted(folder.glob("*/result.json")) if folder.is_dir() else []:
+        try:
+            doc = _read_json(path)
+            rows = [{"run": path.parent.name, "kind": "claim", "preset": None, "member": int(doc["replicates"]),
+                     "seed": None, "step": None, "split": None, "metric": metric, "value": float(t[field]),
+                     "claim": doc["claim"], "test": t["test"], "verdict": t["verdict"],
+                     "claim_verdict": doc["verdict"], "status": "done"}
+                    for t in doc["tests"] for metric, field in (("mean", "mean"), ("ci_low", "low"),
+                                                                ("ci_high", "high"), ("n", "n"))]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            damage.add(f"claim record {path.parent}", type(e).__name__)
+            continue
+        if not rows:  # a claim without tests (it could not be measured) still shows its verdict
+            rows = [{"run": path.parent.name, "kind": "claim", "member": int(doc["replicates"]), "metric": "tests",
+                     "value": 0.0, "claim": doc["claim"], "claim_verdict": doc["verdict"], "status": "done"}]
+        frames.append(pd.DataFrame(rows))
+    return frames
+
+
 def results_table(store: Store) -> pd.DataFrame:
     """Every finished run's metrics, tidy. Damaged runs and records are left out, each with a
     warning; ``table.attrs["damaged"]`` maps what was left out to its problem."""
@@ -220,6 +246,7 @@ def results_table(store: Store) -> pd.DataFrame:
     frames.extend(_instability_frames(store, runs, damage))
     frames.extend(_linear_frames(store, damage))
     frames.extend(_score_frames(store, damage))
+    frames.extend(_claim_frames(store, damage))
     if not frames:
         df = pd.DataFrame(columns=COLUMNS + LABELS)
     else:

@@ -1,0 +1,130 @@
+"""``rewind report --study KEY``: one self-contained page for a lottery study (with its branches and
+instability analyses) or an early-phase run: figures, tables, the spec, the commands that recreate
+it, versions and machine."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from ..spec import SpecError
+from ..store import Store
+from .html import Section, html_table, inline_svg, render_page
+
+
+def _svgs(paths) -> list:
+    return [inline_svg(p, Path(p).stem) for p in paths if Path(p).suffix == ".svg"]
+
+
+def _pct(df: pd.DataFrame, cols) -> pd.DataFrame:
+    df = df.copy()
+    for c in cols:
+        if c in df:
+            df[c] = (100 * df[c]).round(2)
+    return df
+
+
+def _lottery_sections(study, out: Path) -> tuple[str, list[Section]]:
+    from .instability import instability_summary, plot_instability
+    from .lottery import lottery_summary, paired_differences, plot_lottery
+
+    rec = study.record()
+    table = study.table()
+    preset = rec.get("preset")
+    ks = ",".join(rec["rewind_steps"])
+    base = f"rewind lottery --preset {preset}" if preset else "rewind lottery --config SPEC.toml"
+    commands = [f"{base} --levels {rec['levels']} --rewind {ks} --replicates {rec['replicates']} "
+                f"--root {study.store.root}"]
+    for b in rec.get("branches", []):
+        params = "".join(f" --{k.replace('_', '-')} {v}" for k, v in (b.get("params") or {}).items()
+                         if not isinstance(v, dict))
+        commands.append(f"rewind branch {b['kind']} --study {study.key} --levels {','.join(map(str, b['levels']))}"
+                        f"{params} --root {study.store.root}")
+    summary = lottery_summary(table) if not table.empty else pd.DataFrame()
+    tables = [html_table(_pct(summary, ["density", "mean", "std"]), "Final test accuracy (%), mean and std over "
+                                                                    "replicates, per branch, rewind step and level")]
+    steps = rec["rewind_steps"]
+    if len(steps) > 1 and not table.empty and table[table["level"] > 0]["replicate"].nunique() >= 2:
+        for k in steps[1:]:
+            d = paired_differences(table, steps[0], k)
+            tables.append(html_table(_pct(d, [c for c in d.columns if c not in ("level", "n")]),
+                                     f"k={k} minus k={steps[0]}, paired by replicate (points; 95% bootstrap interval)"))
+    figures = _svgs(plot_lottery(table, out / "figures" / f"lottery-{study.key}")) if not table.empty else []
+    sections = [Section(f"{study.key}-lottery", f"Study {study.key}: iterative magnitude pruning with rewinding", None,
+                        [("Study key", study.key), ("Preset", preset or "(a spec without a preset)"),
+                         ("Rewind steps", ks), ("Levels", str(rec["levels"])), ("Replicates", str(rec["replicates"])),
+                         ("Branches", ", ".join(b["kind"] for b in rec.get("branches", [])) or "none")],
+                        "", figures, tables, commands)]
+    inst = study.instability_table()
+    if not inst.empty:
+        s = instability_summary(inst)
+        levels = sorted(set(int(x) for x in inst["level"]))
+        at = inst.drop_duplicates("rewind_step").sort_values("rewind_iteration")["rewind_step"].dropna()
+        pairs = inst[inst["metric"] == "instability"].groupby(["replicate", "level", "rewind_step", "pair"]).ngroups
+        cmd = (f"rewind instability --study {study.key} --levels {','.join(map(str, levels))} --at {','.join(at)}"
+               f"{' --bn-reset' if inst['bn_reset'].astype(bool).any() else ''} --root {study.store.root}")
+        heading = f"Study {study.key}: instability (linear mode connectivity)"
+        sections.append(Section(f"{study.key}-instability", heading,
+                                None,
+                                [("Interpolated pairs", str(pairs))],
+                                "", _svgs(plot_instability(inst, out / "figures" / f"instability-{study.key}")),
+                                [html_table(_pct(s, ["density", "mean", "std"]),
+                                            "Instability (points of error), mean and std over replicates and pairs")],
+                                [cmd]))
+    sections.append(Section(f"{study.key}-spec", f"Study {study.key}: spec", None, [], "", [], [], [],
+                            json.dumps(rec["spec"], indent=1, sort_keys=True)))
+    return f"Lottery study {study.key}" + (f" ({preset})" if preset else ""), sections
+
+
+def _early_sections(run, out: Path) -> tuple[str, list[Section]]:
+    from ..analysis.probes import early_table, landmarks
+    from .early import plot_timeline
+
+    doc = run.spec_doc()
+    spec = doc.get("spec", {})
+    meta = run.meta()
+    table = early_table([run])
+    marks = pd.DataFrame([{"landmark": k, "value": v} for k, v in landmarks(table).items()])
+    probe = spec.get("probe", {})
+    preset = meta.get("preset")
+    cmd = (f"rewind early --preset {preset or 'PRESET'} --schedule {probe.get('schedule')} "
+           f"--until {probe.get('until')} "
+           f"--rewind-point {probe.get('rewind_point')} --root {run.path.parent}")
+    sections = [Section(f"{run.key}-early", f"Run {run.key}: early-phase measurements", None,
+                        [("Run", run.key), ("Preset", preset or "-"), ("Probe schedule", str(probe.get("schedule")))],
+                        "", _svgs(plot_timeline(table, out / "figures" / f"timeline-{run.key}")),
+                        [html_table(marks, "Landmarks")], [cmd]),
+                Section(f"{run.key}-spec", f"Run {run.key}: spec", None, [], "", [], [], [],
+                        json.dumps(spec, indent=1, sort_keys=True))]
+    return f"Early-phase run {run.key}" + (f" ({preset})" if preset else ""), sections
+
+
+def study_page(key: str | None, store: Store, out: str | Path | None = None) -> Path:
+    """Write the page of study (or early-phase run) ``key`` and return its path; with ``key`` None,
+    one page for every lottery study in the store (``<root>/report/index.html`` by default)."""
+    from ..lottery import Study
+
+    folder = store.root / "studies"
+    known = sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
+    if key is None:
+        if not known:
+            raise SpecError(f"--study: the store {store.root} has no lottery study yet (rewind lottery makes one)")
+        dest = Path(out) if out else store.root / "report"
+        sections = []
+        for k in known:
+            sections += _lottery_sections(Study.load(k, store), dest)[1]
+        return render_page(dest, f"rewind: {len(known)} lottery stud{'y' if len(known) == 1 else 'ies'} in "
+                                 f"{store.root}", sections, lead=f"Store {store.root}.")
+    if any(k.startswith(key) for k in known):
+        study = Study.load(key, store)
+        dest = Path(out) if out else store.root / "report" / study.key
+        title, sections = _lottery_sections(study, dest)
+    else:
+        runs = [r for r in store.runs() if r.key.startswith(key) and (r.path / "probes.csv").exists()] if key else []
+        if len(runs) != 1:
+            raise SpecError(f"--study: {'no' if not runs else 'several'} lottery study or early-phase run in "
+                            f"{store.root} matches {key!r}; studies: {', '.join(known) or 'none'}")
+        dest = Path(out) if out else store.root / "report" / runs[0].key
+        title, sections = _early_sections(runs[0], dest)
+    return render_page(dest, title, sections, lead=f"Store {store.root}.")

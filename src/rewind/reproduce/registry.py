@@ -1,0 +1,111 @@
+"""Claims: what a paper says, how we measure it at embedded scale, and the rule that judges it.
+
+A claim is one registered object (``register_claim``). Its ``measure`` function receives a
+:class:`Context` (the store, the number of replicates, quick mode, figure folder, shared studies)
+and returns a :class:`Measurement`: the judged tests (see ``verdict.py``), a display table,
+figures, the study keys and the commands that recreate the studies. Studies go through the run
+store, so a second ``rewind reproduce`` trains nothing.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+from ..spec import SpecError
+from ..store import Store
+from ..train import TrainOptions
+from .verdict import INCONCLUSIVE, Test, combine
+
+
+@dataclass
+class Context:
+    """What every claim's measurement shares."""
+
+    store: Store
+    replicates: int = 3
+    quick: bool = False
+    options: TrainOptions = field(default_factory=lambda: TrainOptions(quiet=True))
+    figures: Path | None = None           # where figures are written (SVG inlined in the page)
+    overrides: dict[str, Any] = field(default_factory=dict)  # applied to every claim's spec (first looks, tests)
+    data_root: str | None = None
+    cache: dict = field(default_factory=dict)   # studies shared by several claims
+    log: Callable[[str], None] = lambda message: None
+
+    def figure_path(self, name: str) -> Path:
+        folder = self.figures or (self.store.root / "reproduce" / "figures")
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / name
+
+    def flags(self) -> str:
+        """The command-line flags that recreate this context's studies."""
+        out = [f"--replicates {self.replicates}", f"--root {self.store.root}"]
+        out += [f"--set {k}={v}" for k, v in self.overrides.items()]
+        return " ".join(out)
+
+
+@dataclass
+class Measurement:
+    tests: list[Test]
+    summary: str                              # the "measured" cell of the claims table
+    setting: str                              # preset, replicates, levels: what was run
+    table: pd.DataFrame | None = None         # shown under the claim
+    figures: list[Path] = field(default_factory=list)   # SVG files
+    studies: list[str] = field(default_factory=list)    # keys in the store
+    commands: list[str] = field(default_factory=list)   # CLI commands that recreate the studies
+    verdict: str | None = None                # set by claims whose rule is not "every test holds"
+    note: str = ""                            # what the verdict means at this scale
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: str
+    title: str
+    paper: str          # authors, year, title, figure or section
+    statement: str      # the paper's sentence, with its number
+    rule: str           # how it is measured and judged here
+    measure: Callable[[Context], Measurement]
+    paper_scale: str    # the preset (and hardware) that tests it at the paper's scale
+
+    def verdict_of(self, m: Measurement) -> str:
+        return m.verdict or combine(t.verdict for t in m.tests)
+
+
+CLAIMS: dict[str, Claim] = {}
+
+
+def register_claim(id: str, title: str, paper: str, statement: str, rule: str, paper_scale: str):
+    """Decorator: register ``fn(ctx) -> Measurement`` as claim ``id``."""
+    def deco(fn):
+        if id in CLAIMS:
+            raise ValueError(f"claim {id} is registered twice")
+        CLAIMS[id] = Claim(id, title, paper, statement, rule, fn, paper_scale)
+        return fn
+    return deco
+
+
+def claim_ids() -> list[str]:
+    """Registered claims in the papers' order (C1, C2, ..., C12), whatever order they were registered in."""
+    return sorted(CLAIMS, key=lambda c: (int(c[1:]) if c[1:].isdigit() else 10**6, c))
+
+
+def select_claims(text: str | None) -> list[Claim]:
+    """'C1,C3' -> those claims in registry order; None or '' -> all."""
+    if not text:
+        return [CLAIMS[c] for c in claim_ids()]
+    wanted = [c.strip().upper() for c in text.split(",") if c.strip()]
+    unknown = [c for c in wanted if c not in CLAIMS]
+    if unknown or not wanted:
+        raise SpecError(f"--claims: {', '.join(unknown) or 'none given'} not known; "
+                        f"choose from {', '.join(claim_ids())}")
+    return [CLAIMS[c] for c in claim_ids() if c in wanted]
+
+
+def inconclusive(summary: str, setting: str, note: str) -> Measurement:
+    """A measurement that could not be made (e.g. its data is missing)."""
+    return Measurement([], summary, setting, verdict=INCONCLUSIVE, note=note)
+
+
+__all__ = ["Context", "Measurement", "Claim", "CLAIMS", "register_claim", "claim_ids", "select_claims", "inconclusive"]

@@ -1,0 +1,303 @@
+"""rewind reproduce (claims, verdicts, the HTML report) and rewind report --study."""
+import io
+import math
+import shutil
+from contextlib import redirect_stdout
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import rewind
+from rewind.cli import main
+from rewind.reproduce import HELD, INCONCLUSIVE, NOT_HELD, Context, combine, judge
+from rewind.reproduce.lottery_claims import Testbed as _Testbed, c1, c2, matching_is_stable
+from rewind.reproduce.verdict import bootstrap_interval
+from rewind.step import Step
+from rewind.store import Store
+
+QUICK = ["--quick", "--replicates", "2", "--set", "train.steps=60it", "--quiet"]
+
+
+def run_cli(*argv):
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        code = main(list(argv))
+    return code, buf.getvalue()
+
+
+# ---- the verdict rule ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("values, direction, threshold, expected", [
+    ([1.0, 1.2, 0.9], ">", 0.0, HELD),               # every replicate clearly above
+    ([-1.0, -1.2, -0.9], ">", 0.0, NOT_HELD),        # clearly below
+    ([1.0, -1.0, 0.5], ">", 0.0, INCONCLUSIVE),      # within noise: the interval contains 0
+    ([-0.9, -1.1, -0.8], "<", 0.0, HELD),
+    ([0.9, 1.1, 0.8], "<", 0.0, NOT_HELD),
+    ([-0.1, -0.15, -0.05], ">", -0.2, HELD),         # matching: within 0.2 points of dense
+    ([-0.9, -0.8, -1.0], "<", -0.2, HELD),           # not matching
+    ([-0.3, -0.1, -0.25], ">", -0.2, INCONCLUSIVE),  # the tolerance inside the interval
+    ([1.0], ">", 0.0, INCONCLUSIVE),                 # one replicate is never a verdict
+])
+def test_judge(values, direction, threshold, expected):
+    r = judge(values, direction, threshold)
+    assert r["verdict"] == expected
+    assert r["mean"] == pytest.approx(np.mean(values))
+
+
+def test_interval_of_three_is_their_range_and_seeded():
+    v = [0.3, -0.2, 1.7]
+    lo, hi = bootstrap_interval(v)
+    assert (lo, hi) == (pytest.approx(min(v)), pytest.approx(max(v)))
+    five = [0.1, 0.4, 0.2, 0.9, 0.5]
+    a, b = bootstrap_interval(five), bootstrap_interval(five)
+    assert a == b and min(five) < a[0] < a[1] < max(five)
+    assert all(math.isnan(x) for x in bootstrap_interval([1.0]))
+
+
+def test_non_finite_values_are_left_out_and_counted():
+    r = judge([1.0, float("nan"), 1.3], ">", 0.0)
+    assert r["verdict"] == HELD and r["n"] == 2 and r["dropped"] == 1
+    assert judge([float("nan")] * 3, ">", 0.0)["verdict"] == INCONCLUSIVE
+    with pytest.raises(ValueError, match="direction"):
+        judge([1, 2], ">=", 0)
+
+
+def test_combine_and_the_matching_stable_rule():
+    assert combine([HELD, HELD]) == HELD
+    assert combine([HELD, NOT_HELD, INCONCLUSIVE]) == NOT_HELD
+    assert combine([HELD, INCONCLUSIVE]) == INCONCLUSIVE
+    assert combine([]) == INCONCLUSIVE
+    assert matching_is_stable([(NOT_HELD, NOT_HELD), (HELD, HELD)]) == HELD
+    assert matching_is_stable([(NOT_HELD, NOT_HELD), (HELD, NOT_HELD)]) == NOT_HELD   # matching but unstable
+    assert matching_is_stable([(HELD, HELD), (HELD, HELD)]) == INCONCLUSIVE          # nothing to contrast
+    assert matching_is_stable([(INCONCLUSIVE, HELD), (HELD, HELD)]) == INCONCLUSIVE
+
+
+# ---- claims judged on constructed study tables --------------------------------------------------
+
+class _Prune:
+    fraction = 0.36
+
+
+class _Spec:
+    prune = _Prune()
+
+
+class FakeStudy:
+    """A study whose table is constructed: dense 98%, IMP at k* and at 0 and the baselines offset by
+    the given per-replicate amounts."""
+
+    key = "0000fakestudy000"
+    spec = _Spec()
+
+    def __init__(self, gaps: dict[tuple[str, str], list[float]]):
+        rows = []
+        dense = [98.0, 98.2, 97.9]
+        for r, d in enumerate(dense):
+            rows.append(self._row(r, 0, None, "none", d))
+            for (branch, k), gap in gaps.items():
+                rows.append(self._row(r, 4, k, branch, d + gap[r]))
+        self._table = pd.DataFrame(rows)
+
+    @staticmethod
+    def _row(r, level, k, branch, acc):
+        return {"run": f"{r}{level}{k}{branch}", "replicate": r, "level": level, "rewind_step": k,
+                "rewind_iteration": None if k is None else int(k[:-2]), "branch": branch, "branch_params": None,
+                "density": 0.64 ** (level / 2) if level else 1.0, "split": "test", "metric": "accuracy",
+                "value": acc / 100}
+
+    def table(self):
+        return self._table
+
+
+def _ctx_with(tmp_path, gaps):
+    ctx = Context(Store(tmp_path / "runs"), replicates=3, figures=tmp_path / "figures")
+    ctx.cache["testbed"] = _Testbed(FakeStudy(gaps), 4, Step(0, 0), Step(0, 20), Step(0, 200), 2000)
+    for kind in ("reinit", "random-prune"):
+        ctx.cache[("branch", kind, "200it", "{}")] = True  # constructed: nothing to train
+    return ctx
+
+
+@pytest.mark.parametrize("star, zero, expected", [
+    ([-0.05, -0.1, 0.0], [-0.9, -1.1, -0.8], HELD),        # k* matches, k = 0 falls behind
+    ([-0.9, -1.1, -0.8], [-1.0, -1.2, -0.9], NOT_HELD),    # k* does not match either
+    ([-0.05, -0.4, 0.1], [-0.9, -1.1, -0.8], INCONCLUSIVE),  # k*'s gap straddles the tolerance
+])
+def test_c1_on_constructed_tables(tmp_path, star, zero, expected):
+    ctx = _ctx_with(tmp_path, {("none", "200it"): star, ("none", "0it"): zero})
+    m = c1(ctx)
+    assert rewind.reproduce.CLAIMS["C1"].verdict_of(m) == expected
+    assert [t.values for t in m.tests] == [pytest.approx(star), pytest.approx(zero)]
+    assert m.figures and m.figures[0].suffix == ".svg" and m.figures[0].exists()
+
+
+def test_c2_on_constructed_tables(tmp_path):
+    imp = [0.0, 0.0, 0.0]
+    ctx = _ctx_with(tmp_path, {("none", "200it"): imp, ("reinit", "200it"): [-1.5, -2.0, -1.0],
+                               ("random-prune", "200it"): [-3.0, -2.5, -4.0]})
+    assert rewind.reproduce.CLAIMS["C2"].verdict_of(c2(ctx)) == HELD
+    ctx = _ctx_with(tmp_path, {("none", "200it"): imp, ("reinit", "200it"): [-1.5, -2.0, -1.0],
+                               ("random-prune", "200it"): [0.5, -0.5, 0.2]})
+    assert rewind.reproduce.CLAIMS["C2"].verdict_of(c2(ctx)) == INCONCLUSIVE
+    ctx = _ctx_with(tmp_path, {("none", "200it"): imp, ("reinit", "200it"): [1.5, 2.0, 1.0],
+                               ("random-prune", "200it"): [-3.0, -2.5, -4.0]})
+    assert rewind.reproduce.CLAIMS["C2"].verdict_of(c2(ctx)) == NOT_HELD
+
+
+# ---- the command, the store, the page -----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def quick_report(tmp_path_factory):
+    """rewind reproduce --claims C1,C12 --quick on 60-iteration runs, and the same command again."""
+    base = tmp_path_factory.mktemp("reproduce")
+    root, out = base / "runs", base / "out"
+    code, text = run_cli("reproduce", "--claims", "C12,C1", *QUICK, "--root", str(root), "--out", str(out))
+    assert code == 0, text
+    runs_after_first = sorted(p.name for p in root.iterdir())
+    first_csv = (out / "claims.csv").read_text()
+    code, again = run_cli("reproduce", "--claims", "C1,C12", *QUICK, "--root", str(root), "--out", str(out))
+    assert code == 0
+    return {"root": root, "out": out, "text": text, "again": again, "runs": runs_after_first, "csv": first_csv}
+
+
+def test_reproduce_writes_table_page_and_results(quick_report):
+    out, root = quick_report["out"], quick_report["root"]
+    table = pd.read_csv(out / "claims.csv")
+    assert list(table["claim"]) == ["C1", "C12"]  # the papers' order, whatever order was asked
+    assert set(table["verdict"]) <= {HELD, NOT_HELD, INCONCLUSIVE}
+    # 60 iterations cannot reach the published 68% / 94%: C12 must say not held, with the numbers
+    assert table.set_index("claim").loc["C12", "verdict"] == NOT_HELD
+    tests = pd.read_csv(out / "tests.csv")
+    assert set(tests["claim"]) == {"C1", "C12"} and len(tests[tests.claim == "C12"]) == 2
+    html = (out / "index.html").read_text()
+    assert html.count('class="claim-row"') == 2 and "<svg" in html and "http://" not in html.replace(
+        "http://www.w3.org", "")
+    assert "train.steps=60it" in html  # the page says the specs were changed
+    assert "wrote" in quick_report["text"] and str(out / "index.html") in quick_report["text"]
+    df = rewind.results(root)
+    claims = df[df["kind"] == "claim"]
+    assert set(claims["claim"]) == {"C1", "C12"}
+    c12 = claims[(claims["claim"] == "C12") & (claims["metric"] == "mean")]
+    assert len(c12) == 2 and (c12["value"] < -1).all() and set(c12["claim_verdict"]) == {NOT_HELD}
+
+
+def test_reproduce_again_trains_nothing_and_gives_the_same_table(quick_report):
+    root = quick_report["root"]
+    assert sorted(p.name for p in root.iterdir()) == quick_report["runs"]
+    first = pd.read_csv(io.StringIO(quick_report["csv"])).drop(columns=["seconds"])
+    again = pd.read_csv(quick_report["out"] / "claims.csv").drop(columns=["seconds"])
+    pd.testing.assert_frame_equal(first, again)
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["reproduce", "--claims", "C1,C99"], "--claims: C99 not known; choose from C1, C2"),
+    (["reproduce", "--claims", "C1", "--replicates", "0"], "--replicates"),
+    (["reproduce", "--claims", "C12", "--set", "train.nope=1"], "train.nope"),
+    (["report", "--study", "ffff"], "--study: no lottery study or early-phase run"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(argv, needle, tmp_path, capsys):
+    root = tmp_path / "runs"
+    code = main(argv + ["--root", str(root)])
+    err = capsys.readouterr().err
+    assert code == 2 and needle in err and len(err.strip().splitlines()) == 1
+    assert not root.exists() or not any(root.iterdir())
+
+
+def test_list_claims():
+    code, text = run_cli("reproduce", "--list")
+    assert code == 0 and all(f"C{i} " in text for i in (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12))
+
+
+# ---- rewind report --study ----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def study_pages(tmp_path_factory):
+    base = tmp_path_factory.mktemp("report")
+    root = str(base / "runs")
+    steps = ["--set", "train.steps=60it", "--quiet", "--root", root]
+    code, text = run_cli("lottery", "--preset", "mnist1d_mlp", "--levels", "1", "--rewind", "0it,10it",
+                         "--replicates", "2", *steps)
+    assert code == 0
+    key = Store(root).root.joinpath("studies").glob("*.json").__next__().stem
+    assert run_cli("instability", "--study", key, "--levels", "0,1", "--points", "3", "--quiet", "--root", root)[0] == 0
+    code, text = run_cli("report", "--study", key[:6], "--root", root)
+    assert code == 0
+    lottery_page = Path(text.split("wrote ")[-1].strip())
+    assert run_cli("early", "--preset", "mnist1d_mlp", "--until", "30it", "--schedule", "1it:10it,5it", *steps)[0] == 0
+    early = [r for r in Store(root).runs() if (r.path / "probes.csv").exists()][0]
+    code, text = run_cli("report", "--study", early.key, "--root", root, "--out", str(base / "early"))
+    assert code == 0
+    return {"key": key, "lottery": lottery_page, "early": base / "early" / "index.html"}
+
+
+def test_study_page(study_pages):
+    html = study_pages["lottery"].read_text()
+    assert study_pages["lottery"] == Path(study_pages["lottery"]).parent / "index.html"
+    assert f"Lottery study {study_pages['key']} (mnist1d_mlp)" in html
+    assert html.count("<svg") == 2  # the lottery figure and the instability figure
+    assert "rewind lottery --preset mnist1d_mlp --levels 1 --rewind 0it,10it --replicates 2" in html
+    assert f"rewind instability --study {study_pages['key']} --levels 0,1 --at 0it,10it" in html
+    assert "paired by replicate" in html and "&#34;steps&#34;: &#34;60it&#34;" in html  # escaped spec JSON
+    early = study_pages["early"].read_text()
+    assert "Early-phase run" in early and early.count("<svg") == 1 and "Landmarks" in early
+
+
+# ---- the page in a real browser -----------------------------------------------------------------
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def _browser_check(page_path: Path, shot: Path) -> dict:
+    playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install "
+                                                                   "playwright; .ci/run installs it)")
+    exe = _chromium()
+    if exe is None:
+        pytest.skip("no Chromium on this machine and none could be installed (apt-get install chromium; .ci/run "
+                    "tries)")
+    errors = []
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=exe, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        requests = []
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto(page_path.resolve().as_uri(), wait_until="load")
+        sizes = [f.bounding_box() for f in page.query_selector_all("figure svg")]
+        rows = len(page.query_selector_all("#claims-table tbody tr"))
+        page.screenshot(path=str(shot), full_page=True)
+        browser.close()
+    return {"errors": errors, "sizes": sizes, "rows": rows, "requests": requests}
+
+
+def _not_blank(png: Path) -> bool:
+    from PIL import Image
+
+    img = np.asarray(Image.open(png).convert("L"), dtype=float)
+    return img.shape[0] > 500 and img.std() > 5 and (img < 128).mean() > 0.005
+
+
+def test_report_in_a_browser(quick_report, tmp_path):
+    page = quick_report["out"] / "index.html"
+    seen = _browser_check(page, tmp_path / "shot.png")
+    assert seen["errors"] == []
+    assert seen["rows"] == 2  # one row per claim requested
+    assert seen["sizes"] and all(b and b["width"] > 50 and b["height"] > 50 for b in seen["sizes"])
+    assert [u for u in seen["requests"] if not u.startswith("file:")] == []  # nothing from the network
+    assert _not_blank(tmp_path / "shot.png")
+
+
+def test_study_page_in_a_browser(study_pages, tmp_path):
+    seen = _browser_check(study_pages["lottery"], tmp_path / "shot.png")
+    assert seen["errors"] == [] and len(seen["sizes"]) == 2
+    assert all(b["width"] > 50 and b["height"] > 50 for b in seen["sizes"])
+    assert _not_blank(tmp_path / "shot.png")
