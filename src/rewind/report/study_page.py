@@ -18,11 +18,18 @@ def _svgs(paths) -> list:
 
 
 def _pct(df: pd.DataFrame, cols) -> pd.DataFrame:
+    """Fractions in ``cols`` as percents; columns that say nothing here (all empty, or a diverged
+    count of 0, or the rewind iteration beside the rewind step) left out."""
     df = df.copy()
     for c in cols:
         if c in df:
             df[c] = (100 * df[c]).round(2)
-    return df
+    drop = [c for c in df.columns if df[c].isna().all() or (df[c].astype(str) == "").all()]
+    if "diverged" in df and (df["diverged"] == 0).all():
+        drop.append("diverged")
+    if "rewind_step" in df and "rewind_iteration" in df:
+        drop.append("rewind_iteration")
+    return df.drop(columns=drop)
 
 
 def _lottery_sections(study, out: Path) -> tuple[str, list[Section]]:
@@ -50,7 +57,10 @@ def _lottery_sections(study, out: Path) -> tuple[str, list[Section]]:
             d = paired_differences(table, steps[0], k)
             tables.append(html_table(_pct(d, [c for c in d.columns if c not in ("level", "n")]),
                                      f"k={k} minus k={steps[0]}, paired by replicate (points; 95% bootstrap interval)"))
-    figures = _svgs(plot_lottery(table, out / "figures" / f"lottery-{study.key}")) if not table.empty else []
+    sparse = not table.empty and (table["level"] > 0).any()
+    figures = _svgs(plot_lottery(table, out / "figures" / f"lottery-{study.key}")) if sparse else []
+    if not sparse:  # a study of dense networks only (rewind instability --preset): no pruning to recreate
+        commands = []
     sections = [Section(f"{study.key}-lottery", f"Study {study.key}: iterative magnitude pruning with rewinding", None,
                         [("Study key", study.key), ("Preset", preset or "(a spec without a preset)"),
                          ("Rewind steps", ks), ("Levels", str(rec["levels"])), ("Replicates", str(rec["replicates"])),
@@ -62,7 +72,9 @@ def _lottery_sections(study, out: Path) -> tuple[str, list[Section]]:
         levels = sorted(set(int(x) for x in inst["level"]))
         at = inst.drop_duplicates("rewind_step").sort_values("rewind_iteration")["rewind_step"].dropna()
         pairs = inst[inst["metric"] == "instability"].groupby(["replicate", "level", "rewind_step", "pair"]).ngroups
-        cmd = (f"rewind instability --study {study.key} --levels {','.join(map(str, levels))} --at {','.join(at)}"
+        source = f"--study {study.key} --levels {','.join(map(str, levels))}" if sparse else \
+            f"--preset {preset or 'PRESET'} --replicates {inst['replicate'].nunique()}"
+        cmd = (f"rewind instability {source} --at {','.join(at)}"
                f"{' --bn-reset' if inst['bn_reset'].astype(bool).any() else ''} --root {study.store.root}")
         heading = f"Study {study.key}: instability (linear mode connectivity)"
         sections.append(Section(f"{study.key}-instability", heading,
