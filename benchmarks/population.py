@@ -26,7 +26,7 @@ from rewind.train import Member, TrainOptions, train_population
 
 def plain_loop(spec, k: int, steps: int) -> float:
     data = load_data(spec.data)
-    loader = DataLoader(TensorDataset(data.x_train, data.y_train), batch_size=spec.data.batch_size, shuffle=True,
+    loader = DataLoader(TensorDataset(data.inputs("train"), data.y_train), batch_size=spec.data.batch_size, shuffle=True,
                         drop_last=True)
     start = time.perf_counter()
     for member in range(k):

@@ -118,8 +118,8 @@ def interpolate_pair(run_a: RunDir, run_b: RunDir, *, points: int = 30, bn_reset
                 x, _ = imagenet.load_train_batch(data, t, bs, seed, "none", 0)
                 yield imagenet.normalise(x.to(dev), dtype)
     else:
-        splits = {"train": (data.x_train.to(dev, dtype), data.y_train.to(dev)),
-                  "test": (data.x_test.to(dev, dtype), data.y_test.to(dev))}
+        splits = {"train": (data.inputs("train").to(dev, dtype), data.y_train.to(dev)),
+                  "test": (data.inputs("test").to(dev, dtype), data.y_test.to(dev))}
 
         def batches(split):
             return tensor_batches(*splits[split], eval_batch)

@@ -135,7 +135,7 @@ class ScoreSet:
         table = self.path / "scores.csv"
         data = load_data(self.spec.data, opts.data_root)
         dtype = dtype_of(self.spec)
-        x, y = data.x_train.to(dtype), data.y_train
+        x, y = data.inputs("train", dtype), data.y_train
         frames = []
         for r, points in enumerate(self.weights(opts)):
             model = create_model(self.spec.model, data.input_shape, data.num_classes).to(dtype)

@@ -22,6 +22,7 @@ import torch
 from torch.nn import functional as F
 
 from ..data import augment, batch_indices, iterations_per_epoch, load_data
+from ..data.tensors import to_float
 from ..models import create_model
 from ..spec import Spec, SpecError, check_range
 from ..store import RunDir, Store, notice, tensor_digest
@@ -134,22 +135,27 @@ def evaluate_batches(model, batches) -> tuple[float, float, torch.Tensor]:
     return (per_example.cumsum(0)[-1] / len(per_example)).item(), correct / len(per_example), per_example
 
 
-def tensor_batches(x: torch.Tensor, y: torch.Tensor, batch: int):
-    return ((x[i:i + batch], y[i:i + batch]) for i in range(0, len(y), batch))
+def tensor_batches(x: torch.Tensor, y: torch.Tensor, batch: int, pixels=None, dtype: torch.dtype | None = None):
+    """Consecutive (inputs, labels) chunks; uint8 images (``pixels``) normalised chunk by chunk to ``dtype``."""
+    if pixels is None:
+        return ((x[i:i + batch], y[i:i + batch]) for i in range(0, len(y), batch))
+    return ((to_float(x[i:i + batch], pixels, dtype), y[i:i + batch]) for i in range(0, len(y), batch))
 
 
-def evaluate_examples(model, x: torch.Tensor, y: torch.Tensor, batch: int = 4096) -> tuple[float, float, torch.Tensor]:
+def evaluate_examples(model, x: torch.Tensor, y: torch.Tensor, batch: int = 4096, pixels=None,
+                      dtype: torch.dtype | None = None) -> tuple[float, float, torch.Tensor]:
     """Mean cross-entropy, accuracy and the per-example losses (float64) on (x, y), in eval mode.
 
     Training's evaluations and instability's interpolation points both use this function (or,
     for streamed datasets, :func:`evaluate_batches` over :func:`streamed_batches`), so a path's
     endpoints reproduce the copies' final metrics exactly."""
-    return evaluate_batches(model, tensor_batches(x, y, batch))
+    return evaluate_batches(model, tensor_batches(x, y, batch, pixels, dtype))
 
 
-def evaluate(model, x: torch.Tensor, y: torch.Tensor, batch: int = 4096) -> tuple[float, float]:
+def evaluate(model, x: torch.Tensor, y: torch.Tensor, batch: int = 4096, pixels=None,
+             dtype: torch.dtype | None = None) -> tuple[float, float]:
     """Mean cross-entropy and accuracy on (x, y)."""
-    loss, acc, _ = evaluate_examples(model, x, y, batch)
+    loss, acc, _ = evaluate_examples(model, x, y, batch, pixels, dtype)
     return loss, acc
 
 
@@ -217,6 +223,11 @@ class Prepared:
     ipe: int
     total: int
     classes: int          # outputs of the network (a pretraining task may have its own)
+    pixels: tuple | None = None  # x_train/x_test are uint8 images normalised per batch (data/tensors.py)
+
+    def batch_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """Inputs of a batch drawn from x_train or x_test, as the network sees them."""
+        return x if self.pixels is None else to_float(x, self.pixels, self.dtype)
 
 
 @functools.lru_cache(maxsize=32)
@@ -304,7 +315,7 @@ def _altered(spec: Spec, data, root) -> tuple:
 
     p = spec.pretrain
     out = []
-    for code, (x, y) in enumerate(((data.x_train, data.y_train), (data.x_test, data.y_test))):
+    for code, (x, y) in enumerate(((data.inputs("train"), data.y_train), (data.inputs("test"), data.y_test))):
         g = rng.generator(rng.PRETRAIN, p.seed, code)
         out.append(alter(p.kind, x, y, data.num_classes, p, g, ("train", "test")[code], root))
     (xtr, ytr, classes), (xte, yte, _) = out
@@ -328,6 +339,9 @@ def prepare(members: list[Member], runs: list[RunDir], opts: TrainOptions) -> Pr
     n, bs = len(data.y_train), spec.data.batch_size
     if streaming:
         return Prepared(data, device, dtype, None, None, None, None, n, bs, ipe, total, data.num_classes)
+    if tensors is None and data.pixels is not None:  # uint8 images stay uint8, on the device too
+        return Prepared(data, device, dtype, data.x_train.to(device), data.y_train.to(device), data.x_test.to(device),
+                        data.y_test.to(device), n, bs, ipe, total, data.num_classes, data.pixels)
     xtr, ytr, xte, yte, classes = tensors or (data.x_train, data.y_train, data.x_test, data.y_test,
                                               data.num_classes)
     return Prepared(data, device, dtype, xtr.to(device, dtype), ytr.to(device), xte.to(device, dtype),
@@ -340,7 +354,8 @@ def training_batches(pr: Prepared, spec: Spec, start: int, opts: TrainOptions):
     if pr.x_train is not None:
         for t in range(start, pr.total):
             idx = batch_indices(t, pr.n, pr.batch_size, spec.seeds.data_order).to(pr.device)
-            yield augment.apply(spec.data.augment, pr.x_train[idx], spec.seeds.augment, t), pr.y_train[idx]
+            yield augment.apply(spec.data.augment, pr.batch_inputs(pr.x_train[idx]), spec.seeds.augment, t), \
+                pr.y_train[idx]
         return
     from ..data import imagenet
 
@@ -355,7 +370,7 @@ def evaluate_split(model, pr: Prepared, split: str, opts: TrainOptions) -> tuple
     """Mean loss and accuracy of ``model`` on a split (streamed datasets: see data/imagenet.py)."""
     if pr.x_train is not None:
         x, y = (pr.x_train, pr.y_train) if split == "train" else (pr.x_test, pr.y_test)
-        return evaluate(model, x, y, opts.eval_batch)
+        return evaluate(model, x, y, opts.eval_batch, pr.pixels, pr.dtype)
     loss, acc, _ = evaluate_batches(model, streamed_batches(pr.data, split, pr.device, pr.dtype, opts))
     return loss, acc
 
