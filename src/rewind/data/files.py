@@ -20,11 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .tensors import InMemoryData
-
-
-class DataError(ValueError):
-    """Missing, damaged or foreign dataset files; the message says where and what to do."""
+from .tensors import DataError, InMemoryData  # noqa: F401  (DataError: re-exported, data.files.DataError)
 
 
 IDX_FILES = {

@@ -28,6 +28,10 @@ def to_float(x: torch.Tensor, pixels: Pixels | None, dtype: torch.dtype = torch.
     return x.float().div_(255.0).sub_(mean).div_(std).to(dtype)
 
 
+class DataError(ValueError):
+    """Missing, damaged or foreign dataset files; the message says where and what to do."""
+
+
 @dataclass
 class InMemoryData:
     """A dataset as four tensors; labels int64. Inputs are float32, or, for image files (MNIST,

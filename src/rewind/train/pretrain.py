@@ -31,7 +31,8 @@ from ..models import create_model
 from ..spec import ProbeSpec, PruneSpec, Spec, SpecError
 from ..step import Step
 from ..store import Store
-from .loop import Member, TrainOptions, check_spec, pretraining_too_long, train_population
+from .loop import Member, TrainOptions, check_spec, pretraining_too_long
+from .population import train_population
 
 
 def pretraining_spec(spec: Spec, ipe: int) -> Spec:
