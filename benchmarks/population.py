@@ -21,7 +21,8 @@ import rewind
 from rewind.data import load_data
 from rewind.models import create_model
 from rewind.store import Store
-from rewind.train import Member, TrainOptions, train_population
+from rewind.train import Member, TrainOptions
+from rewind.exec import train_population
 
 
 def plain_loop(spec, k: int, steps: int) -> float:

@@ -44,7 +44,9 @@ from .presets import PRESETS, get_preset
 from .spec import DataSpec, ModelSpec, PruneSpec, SeedSpec, Spec, SpecError, TrainSpec
 from .step import Step
 from .store import Store
-from .train import Member, TrainOptions, train_population
+from .train import Member, TrainOptions
+from .exec import train_population
+from .analysis import probes as _probes  # noqa: F401  (attaches probes to the training loop: a LoopHook)
 
 __version__ = "0.1.0"
 

@@ -29,7 +29,8 @@ from ..data import batch_indices, load_data
 from ..models import create_model
 from ..spec import MAX_COPIES, MAX_LEVELS, MAX_POINTS, MAX_REPLICATES, SpecError, check_range
 from ..store import RunDir, atomic_write_text, notice
-from ..train import Member, TrainOptions, train_population
+from ..train import Member, TrainOptions
+from ..exec import train_population
 from ..train.loop import dtype_of, evaluate_batches, resolve_device, streamed_batches, tensor_batches
 
 COPY_SEED_STRIDE = 7919  # copy c trains with data_order/augment seeds shifted by (c + 1) * this

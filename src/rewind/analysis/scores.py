@@ -36,7 +36,8 @@ from ..models import create_model
 from ..spec import MAX_REPLICATES, ProbeSpec, PruneSpec, Spec, SpecError, check_range, replicate_spec
 from ..step import Step
 from ..store import Store, atomic_write_text
-from ..train import Member, TrainOptions, check_spec, train_population
+from ..train import Member, TrainOptions, check_spec
+from ..exec import train_population
 from ..train.loop import dtype_of
 
 METHODS = ("el2n", "grand", "forgetting")

@@ -304,7 +304,7 @@ def pretraining_run(spec: Spec, start: int, ipe: int, total: int) -> bool:
     if total != k:
         raise SpecError(f"pretrain.kind: a spec with pretraining is trained as two runs, the pretraining "
                         f"(iterations 0-{k}) and the training that resumes at {k}it; train it with rewind.train, "
-                        "a lottery study, or train/pretrain.with_pretraining")
+                        "a lottery study, or rewind.exec.with_pretraining")
     return True
 
 
@@ -375,6 +375,48 @@ def evaluate_split(model, pr: Prepared, split: str, opts: TrainOptions) -> tuple
     return loss, acc
 
 
+class LoopHook:
+    """What a layer above attaches to the sequential loop (analysis/probes.py's ProbeHook is one):
+    it sees the weights before each step and the masked gradients after each backward pass, asks
+    for extra evaluations, says where a resume point may be written and what it carries, and
+    finishes when training ends. The loop itself knows nothing of what is measured."""
+
+    evaluations: frozenset = frozenset()    # iterations at which the loop also evaluates
+
+    def at(self, iteration: int, params: dict[str, torch.Tensor]) -> None:
+        """Before the step at ``iteration`` (and once more at the end of training)."""
+
+    def gradients(self, iteration: int, params: dict[str, torch.Tensor]) -> None:
+        """After the backward pass of the step at ``iteration`` (gradients masked), before the update."""
+
+    def may_resume_at(self, iteration: int) -> bool:
+        return True
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """Tensors carried by a resume point (given back to the factory on resumption)."""
+        return {}
+
+    def finish(self, diverged: bool) -> None:
+        """After the last step (``diverged``: the loss became non-finite)."""
+
+
+# Factories (member, run, model, ipe, total, iteration, resumed tensors or None) -> LoopHook | None,
+# registered by the layers above when they are imported (``import rewind`` imports them all).
+LOOP_HOOKS: list[Callable] = []
+
+
+def register_loop_hook(factory: Callable) -> Callable:
+    LOOP_HOOKS.append(factory)
+    return factory
+
+
+def _hooks(member: Member, run: RunDir, model, ipe: int, total: int, iteration: int, tensors) -> list[LoopHook]:
+    hooks = [h for f in LOOP_HOOKS if (h := f(member, run, model, ipe, total, iteration, tensors)) is not None]
+    if member.spec.probe.schedule and not hooks:
+        raise RuntimeError("probe.schedule is set but no probe hook is registered (import rewind.analysis.probes)")
+    return hooks
+
+
 def _train_locked(member: Member, run: RunDir, opts: TrainOptions) -> None:
     spec = member.spec
     pr = prepare([member], [run], opts)
@@ -401,7 +443,7 @@ def _train_locked(member: Member, run: RunDir, opts: TrainOptions) -> None:
     iteration = member.start
     if member.optim is not None:
         load_optimizer_tensors(opt, {k: v.to(device) for k, v in member.optim.items()})
-    resumed = run.load_resume()
+    resumed, tensors = run.load_resume(), None
     if resumed is not None:
         iteration, tensors, rows = resumed
         model.load_state_dict({k[6:]: v.to(device) for k, v in tensors.items() if k.startswith("model/")})
@@ -410,18 +452,9 @@ def _train_locked(member: Member, run: RunDir, opts: TrainOptions) -> None:
     evals, ckpts = schedule_points(spec, ipe, member.start, total)
     if not opts.evaluate:
         evals = set()
-    recorder, probe_at, snap_at, window_end = None, set(), set(), -1
-    if spec.probe.schedule:
-        from ..analysis.probes import ProbeRecorder, load_probe_state, probe_steps
-
-        window_end = min(total, spec.probe.until.iterations(ipe) or total)
-        probe_at = set(probe_steps(spec.probe.schedule, ipe, member.start, window_end))
-        k_it = spec.probe.rewind_point.iterations(ipe) or None
-        snap_at = probe_at | {total} | ({k_it} if k_it is not None and member.start <= k_it <= total else set())
-        evals |= probe_at
-        recorder = ProbeRecorder(model.prunable(), member.mask, k_it)
-        if resumed is not None:
-            load_probe_state(run, recorder, iteration, tensors)
+    hooks = _hooks(member, run, model, ipe, total, iteration, tensors)
+    for h in hooks:
+        evals |= h.evaluations
     params_by_name = dict(model.named_parameters())
     started = time.time()
     last_resume_time, last_resume_it = time.time(), iteration
@@ -446,8 +479,8 @@ def _train_locked(member: Member, run: RunDir, opts: TrainOptions) -> None:
             record(iteration)
         if iteration in ckpts:
             run.save_checkpoint(iteration, _state_tensors(model, opt, mask))
-        if iteration in snap_at:
-            recorder.weights(iteration, params_by_name)
+        for h in hooks:
+            h.at(iteration, params_by_name)
         if iteration >= total:
             break
         lr = lr_at(spec.train, iteration, ipe)
@@ -467,8 +500,8 @@ def _train_locked(member: Member, run: RunDir, opts: TrainOptions) -> None:
             with torch.no_grad():
                 for p, m in masked:
                     p.grad.mul_(m)
-        if iteration in probe_at:
-            recorder.gradients(iteration, params_by_name)
+        for h in hooks:
+            h.gradients(iteration, params_by_name)
         opt.step()
         if masked:
             # Weight decay and momentum can move a pruned weight; the mask wins after every step.
@@ -480,25 +513,18 @@ def _train_locked(member: Member, run: RunDir, opts: TrainOptions) -> None:
             bar.update(1)
         if opts.on_iteration is not None:
             opts.on_iteration(run, iteration)
-        # Probe snapshots live in memory: no resume point inside the probe window (a run killed
-        # there restarts), after it the snapshots travel with the resume point.
-        if iteration < total and iteration > window_end and (
+        if iteration < total and all(h.may_resume_at(iteration) for h in hooks) and (
             iteration - last_resume_it >= opts.resume_every or time.time() - last_resume_time >= opts.resume_seconds
         ):
             state = _state_tensors(model, opt, mask)
-            if recorder is not None:
-                from ..analysis.probes import save_probe_state
-
-                state.update(save_probe_state(run, recorder))
+            for h in hooks:
+                state.update(h.state())
             run.save_resume(iteration, state, rows)
             last_resume_time, last_resume_it = time.time(), iteration
     if bar is not None:
         bar.close()
-    if recorder is not None:
-        from ..analysis.probes import write_probes
-
-        # a diverged run has no final weights: only the gradient rows are kept
-        write_probes(run, recorder.finish() if diverged is None else recorder.rows)
+    for h in hooks:
+        h.finish(diverged is not None)
 
     _finish(run, rows, total, member.start, round(time.time() - started, 3), device,
             engine="sequential+compile" if opts.compile else "sequential", diverged=diverged, opts=opts)

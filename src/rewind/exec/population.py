@@ -1,6 +1,7 @@
-"""A population of members, trained by the engine that suits it: the sequential loop (loop.py,
-one member after another) or the vectorised engine (vectorised.py, members stacked), in this
-process or split across worker processes (exec/local.py)."""
+"""The local executor: a population of members trained by the engine that suits it, the
+sequential loop (train/loop.py, one member after another) or the vectorised engine
+(train/vectorised.py, members stacked), in this process or split across worker processes
+(local.py). The trainer knows nothing of executors; they sit above it."""
 from __future__ import annotations
 
 import torch
@@ -9,8 +10,9 @@ from ..data import load_data
 from ..models import create_model
 from ..spec import check_range
 from ..store import RunDir, Store
-from .loop import Member, TrainOptions, check_spec, train_member, usable_cpus
-from .vectorised import train_vectorised
+from ..train.loop import Member, TrainOptions, check_spec, train_member, usable_cpus
+from ..train.vectorised import train_vectorised
+from .local import run_parallel
 
 
 def train_population(members: list[Member], store: Store | None = None,
@@ -34,8 +36,6 @@ def train_population(members: list[Member], store: Store | None = None,
     pending = [m for m in members if not store.run(m.key).done]
     if choose_engine(pending, opts) == "vectorised":
         if opts.workers > 1 and len(pending) > 1:
-            from ..exec import run_parallel
-
             n = min(opts.workers, len(pending))
             run_parallel([pending[i::n] for i in range(n)], store, opts)
         return train_vectorised(members, store, opts)
