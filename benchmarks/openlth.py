@@ -39,6 +39,7 @@ from concurrency import write_mnist  # noqa: E402
 
 import rewind  # noqa: E402
 from rewind.data import load_data  # noqa: E402
+from rewind.data.tensors import to_float  # noqa: E402  (images are uint8, normalised per batch, as in rewind)
 from rewind.lottery.study import Study  # noqa: E402
 from rewind.step import parse_steps  # noqa: E402
 
@@ -74,7 +75,7 @@ def plain_train(model, data, epochs, seed, masks=None, keep_at=None):
             if it == keep_at:
                 kept = {k: v.detach().clone() for k, v in model.state_dict().items()}
             idx = perm[i:i + BATCH]
-            loss = F.cross_entropy(model(data.x_train[idx]), data.y_train[idx])
+            loss = F.cross_entropy(model(to_float(data.x_train[idx], data.pixels)), data.y_train[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -87,7 +88,7 @@ def plain_train(model, data, epochs, seed, masks=None, keep_at=None):
             model.eval()
             for x, y in ((data.x_test, data.y_test), (data.x_train, data.y_train)):
                 for j in range(0, len(y), 10_000):
-                    out = model(x[j:j + 10_000])
+                    out = model(to_float(x[j:j + 10_000], data.pixels))
                     F.cross_entropy(out, y[j:j + 10_000]).item()
                     (out.argmax(1) == y[j:j + 10_000]).float().sum().item()
             model.train()

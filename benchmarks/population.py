@@ -21,12 +21,13 @@ import rewind
 from rewind.data import load_data
 from rewind.models import create_model
 from rewind.store import Store
-from rewind.train import Member, TrainOptions, train_population
+from rewind.train import Member, TrainOptions
+from rewind.exec import train_population
 
 
 def plain_loop(spec, k: int, steps: int) -> float:
     data = load_data(spec.data)
-    loader = DataLoader(TensorDataset(data.x_train, data.y_train), batch_size=spec.data.batch_size, shuffle=True,
+    loader = DataLoader(TensorDataset(data.inputs("train"), data.y_train), batch_size=spec.data.batch_size, shuffle=True,
                         drop_last=True)
     start = time.perf_counter()
     for member in range(k):

@@ -13,7 +13,8 @@ import time
 
 import rewind
 from rewind.store import Store
-from rewind.train import Member, TrainOptions, train_population
+from rewind.train import Member, TrainOptions
+from rewind.exec import train_population
 
 
 def timed(spec) -> float:

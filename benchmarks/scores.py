@@ -52,7 +52,7 @@ def main() -> None:
         spec = rewind.get_preset(preset).spec
         data = load_data(spec.data)
         model = create_model(spec.model, data.input_shape, data.num_classes, seed=0)
-        x, y = data.x_train[:args.examples], data.y_train[:args.examples]
+        x, y = data.inputs("train")[:args.examples], data.y_train[:args.examples]
         ref = loop_grand(model, x[:args.loop], y[:args.loop])
         fast = grand(model, x[:args.loop], y[:args.loop], data.num_classes)
         assert torch.allclose(ref, fast, rtol=1e-4), (ref - fast).abs().max()

@@ -100,11 +100,32 @@ def test_generated_sizes_are_checked():
 
 
 def test_in_place_normalisation_gives_the_bits_of_the_plain_expression():
-    from rewind.data.files import STATS, _normalise
+    from rewind.data.files import STATS, _pixels
+    from rewind.data.tensors import to_float
 
     x = torch.randint(0, 256, (50, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     mean = torch.tensor(STATS["cifar10"][0]).view(1, -1, 1, 1)
     std = torch.tensor(STATS["cifar10"][1]).view(1, -1, 1, 1)
-    out = _normalise(x, "cifar10")
+    out = to_float(x, _pixels("cifar10"))
     assert out.dtype == torch.float32 and torch.equal(out, (x.float() / 255.0 - mean) / std)
     assert x.dtype == torch.uint8 and int(x.max()) > 1   # the input is not touched
+
+
+def test_uint8_batches_have_the_bits_of_the_normalised_set():
+    """Images are kept as uint8 and normalised per batch: every batch (and every dtype) equals the
+    whole set normalised once and indexed, bit for bit."""
+    from rewind.data.files import _pixels
+    from rewind.data.tensors import to_float
+
+    g = torch.Generator().manual_seed(1)
+    for name, shape in (("cifar10", (300, 3, 32, 32)), ("mnist", (300, 1, 28, 28))):
+        x = torch.randint(0, 256, shape, dtype=torch.uint8, generator=g)
+        whole = to_float(x, _pixels(name))
+        for _ in range(5):
+            idx = torch.randperm(len(x), generator=g)[:37]
+            assert torch.equal(to_float(x[idx], _pixels(name)), whole[idx])
+            assert torch.equal(to_float(x[idx], _pixels(name), torch.float64), whole[idx].double())
+        chunks = torch.cat([to_float(x[i:i + 64], _pixels(name)) for i in range(0, len(x), 64)])
+        assert torch.equal(chunks, whole)
+    y = torch.randn(4, 10, generator=g)
+    assert to_float(y, None) is y or torch.equal(to_float(y, None), y)  # float inputs are only cast

@@ -2,7 +2,8 @@ import torch
 
 import rewind
 from rewind.store import Store
-from rewind.train import Member, TrainOptions, train_population
+from rewind.train import Member, TrainOptions
+from rewind.exec import train_population
 from rewind.train.vectorised import train_vectorised
 
 

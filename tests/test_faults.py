@@ -18,7 +18,6 @@ import warnings
 from contextlib import redirect_stdout
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 import rewind
@@ -283,7 +282,8 @@ def test_divergence_is_a_result_and_spares_the_rest_of_the_population(tmp_path):
     """One member of a population diverges: it is stored as diverged at the same step by both
     engines, and the others end exactly as they would have without it."""
     from rewind.api import make_spec
-    from rewind.train import Member, TrainOptions, train_population
+    from rewind.train import Member, TrainOptions
+    from rewind.exec import train_population
 
     spec, _ = make_spec("mnist1d_mlp", {**OVERRIDES, "train.precision": "float64"})
     spec1 = spec.replace(**{"seeds.init": 1})

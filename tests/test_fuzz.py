@@ -104,7 +104,7 @@ def stubbed(monkeypatch):
     def linear_stub(*a, **k):
         raise Accepted
 
-    monkeypatch.setattr(train_pkg, "train_population", stub)
+    monkeypatch.setattr(importlib.import_module("rewind.exec"), "train_population", stub)
     monkeypatch.setattr(study, "train_population", stub)
     monkeypatch.setattr(importlib.import_module("rewind.analysis.instability"), "train_population", stub)
     monkeypatch.setattr(linear, "linear_comparison", linear_stub)

@@ -13,7 +13,8 @@ from rewind.data import imagenet, load_data
 from rewind.data.files import DataError
 from rewind.spec import DataSpec
 from rewind.store import Store
-from rewind.train import Member, TrainOptions, train_population
+from rewind.train import Member, TrainOptions
+from rewind.exec import train_population
 
 CLASSES = ["n01440764", "n01443537", "n01484850"]
 

@@ -6,6 +6,7 @@ import struct
 import tarfile
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -108,8 +109,9 @@ def test_idx_loader(tmp_path, name, folder):
     images, labels = write_idx(tmp_path / folder)
     data = load_data(DataSpec(name), tmp_path)
     assert data.x_train.shape == (12, 1, 28, 28) and data.x_test.shape == (6, 1, 28, 28)
+    assert data.x_test.dtype == torch.uint8 and torch.equal(data.x_test[:, 0], torch.from_numpy(images))  # as stored
     assert torch.equal(data.y_test, torch.from_numpy(labels.astype(np.int64)))
-    raw = data.x_test[:, 0] * {"mnist": 0.3081, "fashion_mnist": 0.3530}[name] + {"mnist": 0.1307, "fashion_mnist": 0.2860}[name]
+    raw = data.inputs("test")[:, 0] * {"mnist": 0.3081, "fashion_mnist": 0.3530}[name] + {"mnist": 0.1307, "fashion_mnist": 0.2860}[name]
     assert torch.allclose(raw * 255, torch.from_numpy(images).float(), atol=1e-3)
 
 
@@ -157,7 +159,8 @@ def test_cifar_loader(tmp_path, name):
     first = torch.from_numpy(test[b"data"][0].reshape(3, 32, 32)).float() / 255
     from rewind.data.files import STATS
     mean, std = (torch.tensor(v).view(3, 1, 1) for v in STATS[name])
-    assert torch.allclose(data.x_test[0], (first - mean) / std, atol=1e-6)
+    assert data.x_test.dtype == torch.uint8 and data.x_test.element_size() == 1
+    assert torch.allclose(data.inputs("test")[0], (first - mean) / std, atol=1e-6)
 
 
 def test_cifar_errors_and_restricted_unpickling(tmp_path):
@@ -255,3 +258,44 @@ def test_compiled_training_matches_eager(tmp_path, capsys):
     assert not torch.equal(a["out.weight"], compiled.weights(0)["out.weight"])
     df = rewind.results(tmp_path / "c")
     assert set(df.engine) == {"sequential+compile"}
+
+
+_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+
+
+@pytest.mark.parametrize("engine, replicates, augment, device", [
+    ("sequential", 1, "crop_flip", "cpu"), ("vectorised", 2, "crop_flip", "cpu"), ("sequential", 1, "none", "cpu"),
+    pytest.param("sequential", 1, "crop_flip", "cuda", marks=_CUDA),
+    pytest.param("vectorised", 2, "crop_flip", "cuda", marks=_CUDA)])
+def test_uint8_images_train_as_the_normalised_floats(tmp_path, monkeypatch, engine, replicates, augment, device):
+    """Training on CIFAR-format files kept as uint8 (normalised per batch, before augmentation) gives
+    bit-identical weights and metrics to training on the same images normalised once as float32."""
+    import dataclasses
+
+    import importlib
+
+    loop = importlib.import_module("rewind.train.loop")
+
+    write_cifar(tmp_path / "data", n=16)
+    over = {"data.name": "cifar10", "model.name": "conv2", "data.batch_size": 8, "data.augment": augment,
+            "train.steps": "12it", "train.eval_every": "6it", "train.optimizer": "sgd", "train.lr": 0.05}
+    opts = rewind.TrainOptions(quiet=True, data_root=str(tmp_path / "data"), engine=engine, device=device)
+
+    def train(root):
+        core._DATA_CACHE.clear()
+        runs = rewind.train(rewind.Spec().replace(**over), replicates=replicates, root=root, options=opts)
+        return [(r.weights(12), r.metrics()) for r in runs]
+
+    kept = train(tmp_path / "uint8")
+    assert load_data(DataSpec("cifar10"), tmp_path / "data").x_train.dtype == torch.uint8
+    original = loop.load_data
+
+    def as_floats(spec, root=None):
+        data = original(spec, root)
+        return dataclasses.replace(data, x_train=data.inputs("train"), x_test=data.inputs("test"), pixels=None)
+
+    monkeypatch.setattr(loop, "load_data", as_floats)
+    floats = train(tmp_path / "float")
+    for (wa, ma), (wb, mb) in zip(kept, floats):
+        assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+        pd.testing.assert_frame_equal(ma, mb)

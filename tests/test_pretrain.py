@@ -15,7 +15,8 @@ from rewind.models import create_model
 from rewind.spec import PretrainSpec, Spec, SpecError
 from rewind.step import Step, parse_steps
 from rewind.store import Store, tensor_digest
-from rewind.train import Member, TrainOptions, train_population
+from rewind.train import Member, TrainOptions
+from rewind.exec import train_population
 from rewind.train.pretrain import after_pretraining, head_seed, pretraining_spec
 
 SHORT = {"train.steps": "120it", "train.eval_every": "0it", "train.milestones": "60it", "model.widths": "24,24"}

@@ -9,7 +9,8 @@ from rewind.data import batch_indices, load_data
 from rewind.models import create_model
 from rewind.spec import SpecError
 from rewind.store import Store
-from rewind.train import Member, TrainOptions, train_population
+from rewind.train import Member, TrainOptions
+from rewind.exec import train_population
 
 BASE = {"train.steps": "30it", "train.eval_every": "0it", "model.widths": "16,16", "train.milestones": "",
         "train.weight_decay": 1e-3, "train.checkpoints": "0it,1it,2it,3it,5it,8it,10it"}

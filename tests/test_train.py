@@ -10,7 +10,8 @@ import torch
 import rewind
 from rewind.spec import Spec
 from rewind.store import CheckpointError, Store
-from rewind.train import Member, TrainOptions, lr_at, train_population
+from rewind.train import Member, TrainOptions, lr_at
+from rewind.exec import train_population
 
 SMALL = {"train.steps": "120it", "train.eval_every": "40it", "train.checkpoints": "50it"}
 
@@ -107,7 +108,8 @@ _WORKER = textwrap.dedent("""
     import os, sys
     import rewind
     from rewind.store import Store
-    from rewind.train import Member, TrainOptions, train_population
+    from rewind.train import Member, TrainOptions
+    from rewind.exec import train_population
     spec = rewind.get_preset("mnist1d_mlp").spec.replace(**{"train.steps": sys.argv[2], "train.eval_every": "100it"})
     log = sys.argv[3] if len(sys.argv) > 3 else None
     def mark(run, it):

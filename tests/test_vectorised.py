@@ -11,8 +11,8 @@ import torch
 import rewind
 from rewind.models import create_model
 from rewind.store import Store
-from rewind.train import Member, TrainOptions, train_population
-from rewind.train.loop import choose_engine
+from rewind.train import Member, TrainOptions
+from rewind.exec import choose_engine, train_population
 
 TOL = 1e-10
 BASE = {"train.steps": "200it", "train.eval_every": "100it", "train.precision": "float64",

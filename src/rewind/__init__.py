@@ -15,12 +15,38 @@ _os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 if _os.environ.get("REWIND_OMP_POLICY", "yield") != "torch" and not (
         "GOMP_SPINCOUNT" in _os.environ or "OMP_WAIT_POLICY" in _os.environ):
     _os.environ["GOMP_SPINCOUNT"] = "10000"
+
+
+def _fixed_mmap_threshold(size: int = 1 << 20) -> bool:
+    """glibc serves allocations above its mmap threshold with mmap, returned to the system when
+    freed, but raises the threshold (up to 32 MiB) each time such a block is freed, after which
+    large blocks live on the heap and stay resident when freed. Loading a dataset frees a few
+    blocks of tens of MiB, so every later evaluation chunk and activation stayed resident: the
+    LeNet-300-100 run peaked at ~475 MB instead of ~433 (benchmarks/memory.py). Setting the
+    threshold fixes it at ``size``; allocations below it (a training batch's tensors) are as
+    before. REWIND_MALLOC=default, or the user's own MALLOC_MMAP_THRESHOLD_, keeps glibc's policy."""
+    if _os.environ.get("REWIND_MALLOC") == "default" or "MALLOC_MMAP_THRESHOLD_" in _os.environ:
+        return False
+    try:
+        import ctypes
+        import platform
+
+        if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+            return False
+        return bool(ctypes.CDLL("libc.so.6").mallopt(-3, size))  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError, ValueError):
+        return False
+
+
+_fixed_mmap_threshold()
 from .api import make_spec, replicate_spec, results, train
 from .presets import PRESETS, get_preset
 from .spec import DataSpec, ModelSpec, PruneSpec, SeedSpec, Spec, SpecError, TrainSpec
 from .step import Step
 from .store import Store
-from .train import Member, TrainOptions, train_population
+from .train import Member, TrainOptions
+from .exec import train_population
+from .analysis import probes as _probes  # noqa: F401  (attaches probes to the training loop: a LoopHook)
 
 __version__ = "0.1.0"
 

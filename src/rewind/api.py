@@ -1,14 +1,14 @@
 """The Python API: the same operations as the command line."""
 from __future__ import annotations
 
-import dataclasses
 import os
 from typing import Any
 
 from .presets import get_preset
 from .spec import MAX_REPLICATES, Spec, apply_overrides, check_range, flatten, load_toml, replicate_spec  # noqa: F401
 from .store import RunDir, Store
-from .train import Member, TrainOptions, train_population
+from .train import Member, TrainOptions
+from .exec import train_population
 
 
 def make_spec(preset: str | Spec = "mnist1d_mlp", overrides: dict[str, Any] | None = None,

@@ -592,7 +592,7 @@ def _print_instability(table) -> None:
 def _cmd_early(args) -> int:
     from .api import make_spec, replicate_members
     from .store import Store
-    from .train import train_population
+    from .exec import train_population
 
     overrides = parse_assignments(args.sets)
     overrides.update({"probe.schedule": args.schedule, "probe.until": args.until,
@@ -1054,7 +1054,7 @@ def _cmd_report(args) -> int:
 def _cmd_train(args) -> int:
     from .api import make_spec, replicate_members
     from .store import Store
-    from .train import train_population
+    from .exec import train_population
 
     check_range("--replicates", args.replicates, 1, MAX_REPLICATES)
     if args.resume_every < 1:

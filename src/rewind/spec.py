@@ -438,13 +438,20 @@ def _validate(path: str, fl: dataclasses.Field, v: Any) -> None:
             raise SpecError(f"{path}: must be zero or positive, got {v!r}")
         if check == "fraction" and not 0.0 < x < 1.0:
             raise SpecError(f"{path}: must lie strictly between 0 and 1, got {v!r}")
-        if check == "model":
-            from .models.registry import known_model, model_names
-
-            if not known_model(x):
-                raise SpecError(f"{path}: unknown model {x!r}; known: {', '.join(model_names())}")
+        if check == "model" and _MODEL_CATALOGUE and not _MODEL_CATALOGUE[0](x):
+            raise SpecError(f"{path}: unknown model {x!r}; known: {', '.join(_MODEL_CATALOGUE[1]())}")
         if check == "rate" and not 0.0 <= x < 1.0:
             raise SpecError(f"{path}: must lie in [0, 1) (0 means: use prune.fraction), got {v!r}")
+
+
+# The models package registers what model.name may be (models/registry.py) when it is imported, which
+# `import rewind` always does: the spec, a value layer, does not import the layers above it.
+_MODEL_CATALOGUE: list = []
+
+
+def register_model_catalogue(known, names) -> None:
+    """``known(name) -> bool`` and ``names() -> list[str]``: the models that model.name may name."""
+    _MODEL_CATALOGUE[:] = [known, names]
 
 
 # Upper bounds on counts given on the command line or to the API: far above any real study, low

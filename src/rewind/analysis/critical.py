@@ -13,8 +13,8 @@ import pandas as pd
 from ..spec import MAX_REPLICATES, Spec, SpecError, check_range, replicate_spec
 from ..step import Step
 from ..store import Store
-from ..train import Member, TrainOptions, check_spec, train_population
-from ..train.pretrain import with_pretraining
+from ..train import Member, TrainOptions, check_spec
+from ..exec import train_population, with_pretraining
 
 
 def deficit_spec(spec: Spec, kind: str, until: Step, params: dict | None = None) -> Spec:

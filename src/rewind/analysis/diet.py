@@ -14,7 +14,8 @@ import pandas as pd
 from ..spec import MAX_REPLICATES, Spec, SpecError, check_range, replicate_spec
 from ..step import Step
 from ..store import Store
-from ..train import Member, TrainOptions, check_spec, train_population
+from ..train import Member, TrainOptions, check_spec
+from ..exec import train_population
 from .scores import METHODS, ScoreSet
 
 

@@ -99,7 +99,7 @@ def binary_task(spec: Spec, data_root=None):
         raise SpecError(f"--classes: {spec.data.name} has {data.num_classes} classes; the comparison with Hu et al.'s "
                         "linear model is binary: give two classes, e.g. --classes 0,1 (sets data.classes)")
     dtype = dtype_of(spec)
-    x_train, x_test = sphere(data.x_train.to(dtype), data.x_test.to(dtype))
+    x_train, x_test = sphere(data.inputs("train", dtype), data.inputs("test", dtype))
     sign = lambda y: y.to(dtype) * 2 - 1
     return x_train, sign(data.y_train), x_test, sign(data.y_test)
 

@@ -29,7 +29,8 @@ from ..data import batch_indices, load_data
 from ..models import create_model
 from ..spec import MAX_COPIES, MAX_LEVELS, MAX_POINTS, MAX_REPLICATES, SpecError, check_range
 from ..store import RunDir, atomic_write_text, notice
-from ..train import Member, TrainOptions, train_population
+from ..train import Member, TrainOptions
+from ..exec import train_population
 from ..train.loop import dtype_of, evaluate_batches, resolve_device, streamed_batches, tensor_batches
 
 COPY_SEED_STRIDE = 7919  # copy c trains with data_order/augment seeds shifted by (c + 1) * this
@@ -118,8 +119,8 @@ def interpolate_pair(run_a: RunDir, run_b: RunDir, *, points: int = 30, bn_reset
                 x, _ = imagenet.load_train_batch(data, t, bs, seed, "none", 0)
                 yield imagenet.normalise(x.to(dev), dtype)
     else:
-        splits = {"train": (data.x_train.to(dev, dtype), data.y_train.to(dev)),
-                  "test": (data.x_test.to(dev, dtype), data.y_test.to(dev))}
+        splits = {"train": (data.inputs("train").to(dev, dtype), data.y_train.to(dev)),
+                  "test": (data.inputs("test").to(dev, dtype), data.y_test.to(dev))}
 
         def batches(split):
             return tensor_batches(*splits[split], eval_batch)

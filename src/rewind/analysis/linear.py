@@ -76,8 +76,8 @@ def compare(spec: Spec, until: int | None = None, schedule: str = "1it:100it,10i
     data = load_data(spec.data, data_root)
     require_in_memory(data, "the linear-model comparison")
     dtype = dtype_of(spec)
-    x_train, y_train = data.x_train.to(dtype), data.y_train
-    x_test, y_test = data.x_test.to(dtype), data.y_test
+    x_train, y_train = data.inputs("train", dtype), data.y_train
+    x_test, y_test = data.inputs("test", dtype), data.y_test
     n, bs = len(y_train), spec.data.batch_size
     ipe = iterations_per_epoch(n, bs)
     total = spec.train.steps.iterations(ipe)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 
 from ..spec import probe_steps  # noqa: F401  (the schedule lives with the spec; re-exported)
+from ..train.loop import LoopHook, register_loop_hook
 
 def _flat(tensors: dict[str, torch.Tensor], names: list[str], mask) -> dict[str, torch.Tensor]:
     """Per-layer 1-D float64 vectors (surviving weights only), and "all"."""
@@ -90,6 +91,49 @@ def _rows_csv(rows: list[dict]) -> str:
     for r in rows:
         w.writerow({**r, "value": repr(r["value"])})
     return buf.getvalue()
+
+
+class ProbeHook(LoopHook):
+    """The probes of ``spec.probe`` attached to the sequential loop (train/loop.py's LoopHook):
+    weights kept at every probe step, the rewind point and the end; gradient norms at every probe
+    step. Snapshots live in memory, so no resume point is written inside the probe window (a run
+    killed there restarts); after it, the snapshots travel with the resume point."""
+
+    def __init__(self, member, run, model, ipe: int, total: int, iteration: int, tensors):
+        spec = member.spec
+        self.run = run
+        self.window_end = min(total, spec.probe.until.iterations(ipe) or total)
+        self.probe_at = set(probe_steps(spec.probe.schedule, ipe, member.start, self.window_end))
+        k_it = spec.probe.rewind_point.iterations(ipe) or None
+        self.snap_at = self.probe_at | {total} | ({k_it} if k_it is not None and member.start <= k_it <= total
+                                                 else set())
+        self.evaluations = frozenset(self.probe_at)
+        self.recorder = ProbeRecorder(model.prunable(), member.mask, k_it)
+        if tensors is not None:
+            load_probe_state(run, self.recorder, iteration, tensors)
+
+    def at(self, iteration, params):
+        if iteration in self.snap_at:
+            self.recorder.weights(iteration, params)
+
+    def gradients(self, iteration, params):
+        if iteration in self.probe_at:
+            self.recorder.gradients(iteration, params)
+
+    def may_resume_at(self, iteration):
+        return iteration > self.window_end
+
+    def state(self):
+        return save_probe_state(self.run, self.recorder)
+
+    def finish(self, diverged):
+        # a diverged run has no final weights: only the gradient rows are kept
+        write_probes(self.run, self.recorder.rows if diverged else self.recorder.finish())
+
+
+@register_loop_hook
+def _probe_hook(member, run, model, ipe, total, iteration, tensors):
+    return ProbeHook(member, run, model, ipe, total, iteration, tensors) if member.spec.probe.schedule else None
 
 
 def write_probes(run, rows: list[dict]) -> None:

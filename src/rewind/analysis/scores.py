@@ -36,7 +36,8 @@ from ..models import create_model
 from ..spec import MAX_REPLICATES, ProbeSpec, PruneSpec, Spec, SpecError, check_range, replicate_spec
 from ..step import Step
 from ..store import Store, atomic_write_text
-from ..train import Member, TrainOptions, check_spec, train_population
+from ..train import Member, TrainOptions, check_spec
+from ..exec import train_population
 from ..train.loop import dtype_of
 
 METHODS = ("el2n", "grand", "forgetting")
@@ -135,7 +136,7 @@ class ScoreSet:
         table = self.path / "scores.csv"
         data = load_data(self.spec.data, opts.data_root)
         dtype = dtype_of(self.spec)
-        x, y = data.x_train.to(dtype), data.y_train
+        x, y = data.inputs("train", dtype), data.y_train
         frames = []
         for r, points in enumerate(self.weights(opts)):
             model = create_model(self.spec.model, data.input_shape, data.num_classes).to(dtype)

@@ -20,11 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .tensors import InMemoryData
-
-
-class DataError(ValueError):
-    """Missing, damaged or foreign dataset files; the message says where and what to do."""
+from .tensors import DataError, InMemoryData  # noqa: F401  (DataError: re-exported, data.files.DataError)
 
 
 IDX_FILES = {
@@ -84,14 +80,11 @@ def _read_idx(path: Path, expect_magic: int) -> np.ndarray:
     return np.frombuffer(body, dtype=np.uint8).reshape(shape)
 
 
-def _normalise(x: torch.Tensor, name: str) -> torch.Tensor:
-    """(x / 255 - mean) / std per channel of uint8 images (N, C, H, W), as float32, computed in
-    place on one float copy (the same bits as the three-temporary expression; peak memory one
-    float32 copy of the set instead of three)."""
+def _pixels(name: str):
+    """The per-channel (mean, std) that images of ``name`` are normalised with, per batch
+    (data/tensors.py: to_float); the images themselves stay uint8."""
     mean, std = STATS[name]
-    mean = torch.tensor(mean).view(1, -1, 1, 1)
-    std = torch.tensor(std).view(1, -1, 1, 1)
-    return x.float().div_(255.0).sub_(mean).div_(std)
+    return tuple(float(m) for m in mean), tuple(float(s) for s in std)
 
 
 def load_idx(name: str, root: Path) -> InMemoryData:
@@ -110,9 +103,10 @@ def load_idx(name: str, root: Path) -> InMemoryData:
         if labels.size and int(labels.max()) >= 10:
             raise DataError(f"{name}: {paths[f'{split}_y']}: label {int(labels.max())} is out of range (0-9); "
                             "the file is damaged or not this dataset's: obtain it again")
-    to_x = lambda a: _normalise(torch.from_numpy(a.copy()).unsqueeze(1), name)  # noqa: E731
+    to_x = lambda a: torch.from_numpy(a.copy()).unsqueeze(1)  # noqa: E731  (uint8, N x 1 x 28 x 28)
     return InMemoryData(name, to_x(arrays["train_x"]), torch.from_numpy(arrays["train_y"].astype(np.int64)),
-                        to_x(arrays["test_x"]), torch.from_numpy(arrays["test_y"].astype(np.int64)), num_classes=10)
+                        to_x(arrays["test_x"]), torch.from_numpy(arrays["test_y"].astype(np.int64)), num_classes=10,
+                        pixels=_pixels(name))
 
 
 class _CifarUnpickler(pickle.Unpickler):
@@ -183,11 +177,11 @@ def load_cifar(name: str, root: Path) -> InMemoryData:
             xs.append(data)
             ys.append(labels)
         x = torch.from_numpy(np.concatenate(xs)).view(-1, 3, 32, 32)
-        return _normalise(x, name), torch.from_numpy(np.concatenate(ys))
+        return x, torch.from_numpy(np.concatenate(ys))
 
     x_train, y_train = stack(train_files)
     x_test, y_test = stack(test_files)
-    return InMemoryData(name, x_train, y_train, x_test, y_test, num_classes=classes)
+    return InMemoryData(name, x_train, y_train, x_test, y_test, num_classes=classes, pixels=_pixels(name))
 
 
 def download(name: str, root: str | os.PathLike) -> list[Path]:

@@ -35,7 +35,7 @@ import torch
 
 from .. import rng
 from .tensors import batch_indices
-from .files import DataError
+from .tensors import DataError
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)

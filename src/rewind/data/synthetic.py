@@ -50,4 +50,4 @@ def keep_classes(data: InMemoryData, classes: tuple[int, ...]) -> InMemoryData:
         return x[keep], lookup[y[keep]]
 
     return InMemoryData(data.name, *part(data.x_train, data.y_train), *part(data.x_test, data.y_test),
-                        num_classes=len(classes))
+                        num_classes=len(classes), pixels=data.pixels)

@@ -29,8 +29,8 @@ from ..prune.masks import Mask, density, full_mask, magnitude_prune, random_mask
 from ..spec import MAX_LEVELS, MAX_REPLICATES, PruneSpec, Spec, SpecError, check_range, replicate_spec
 from ..step import Step
 from ..store import RunDamaged, RunDir, Store, atomic_write_text, notice
-from ..train import Member, TrainOptions, check_spec, train_population
-from ..train.pretrain import with_pretraining
+from ..train import Member, TrainOptions, check_spec
+from ..exec import train_population, with_pretraining
 from .branches import BranchInput, coerce_params, get_branch
 
 

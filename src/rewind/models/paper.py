@@ -16,7 +16,7 @@ from torch.nn import functional as F
 
 from ..spec import ModelSpec
 from . import stacked
-from .registry import RewindModel
+from .base import RewindModel
 
 
 def _w(channels: int, width: float) -> int:

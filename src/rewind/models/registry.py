@@ -1,74 +1,29 @@
+"""Model registry: ``create_model(spec, input_shape, num_classes, seed)`` over the models of
+small.py (registered with register_model) and the papers' models of paper.py."""
 from __future__ import annotations
-
-from typing import Callable
 
 import torch
 from torch import nn
 
 from .. import rng
-from ..spec import ModelSpec
-
-_REGISTRY: dict[str, Callable[..., "RewindModel"]] = {}
-
-
-class RewindModel(nn.Module):
-    """A model that declares which of its tensors may be pruned.
-
-    Prunable tensors are the weights of conv and linear layers; biases and
-    normalisation parameters are never pruned. ``output_layer`` names the
-    classifier so presets can exclude it or prune it at its own rate.
-    """
-
-    output_layer: str = "out"
-
-    def stacked_grad(self, params, x, y, grads):
-        """Gradients for K members at once without autograd, written into ``grads``; models
-        that can (ReLU networks of Linear layers, models/stacked.py) return the K mean losses."""
-        return None
-
-    @property
-    def hand_differentiated(self) -> bool:
-        """Whether :meth:`stacked_grad` works for this instance (models/stacked.ReLUStack)."""
-        return False
-
-    def prunable(self) -> list[str]:
-        names = []
-        for mod_name, mod in self.named_modules():
-            if isinstance(mod, (nn.Linear, nn.Conv1d, nn.Conv2d)):
-                names.append(f"{mod_name}.weight")
-        return names
-
-    def layer_kind(self, name: str) -> str:
-        """'conv', 'fc' or 'output' for a prunable tensor (for per-type pruning rates)."""
-        if name.startswith(self.output_layer + "."):
-            return "output"
-        mod = self.get_submodule(name.rsplit(".", 1)[0])
-        return "conv" if isinstance(mod, (nn.Conv1d, nn.Conv2d)) else "fc"
-
-
-def register_model(name: str):
-    def deco(fn):
-        _REGISTRY[name] = fn
-        return fn
-    return deco
-
+from ..spec import ModelSpec, register_model_catalogue
+from . import small  # noqa: F401  (registers the small models)
+from .base import _REGISTRY, RewindModel, register_model  # noqa: F401  (re-exported)
+from .paper import PAPER_MODEL_NAMES, build_paper_model, is_paper_model
 
 def registered_models() -> list[str]:
-    from . import small  # noqa: F401  (registers the models)
-
     return sorted(_REGISTRY)
 
 
 def known_model(name: str) -> bool:
-    from .paper import is_paper_model
-
-    return name in registered_models() or is_paper_model(name)
+    return name in _REGISTRY or is_paper_model(name)
 
 
 def model_names() -> list[str]:
-    from .paper import PAPER_MODEL_NAMES
-
     return registered_models() + list(PAPER_MODEL_NAMES)
+
+
+register_model_catalogue(known_model, model_names)  # spec.py checks model.name against it
 
 
 def initialise(model: nn.Module, method: str, seed: int) -> None:
@@ -99,9 +54,7 @@ def initialise(model: nn.Module, method: str, seed: int) -> None:
 
 def create_model(spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int, seed: int = 0,
                  initialise_weights: bool = True) -> RewindModel:
-    from .paper import build_paper_model
-
-    if spec.name in registered_models():
+    if spec.name in _REGISTRY:
         model = _REGISTRY[spec.name](spec, tuple(input_shape), num_classes)
     else:
         model = build_paper_model(spec, tuple(input_shape), num_classes)

@@ -9,7 +9,7 @@ from torch.nn import functional as F
 
 from ..spec import ModelSpec
 from . import stacked
-from .registry import RewindModel, register_model
+from .base import RewindModel, register_model
 
 
 def _norms(kind, widths, batchnorm: bool) -> nn.ModuleList:

@@ -5,7 +5,8 @@ import pandas as pd
 
 from ..api import apply_overrides, replicate_members
 from ..presets import get_preset
-from ..train import TrainOptions, check_spec, train_population
+from ..train import TrainOptions, check_spec
+from ..exec import train_population
 from .registry import Context, Measurement, register_claim
 from .verdict import Test
 

@@ -1,5 +1,5 @@
 """The population trainer."""
-from .loop import MAX_ITERATIONS, Member, TrainOptions, check_spec, train_population
+from .loop import MAX_ITERATIONS, Member, TrainOptions, check_spec
 from .optim import lr_at, make_optimizer
 
-__all__ = ["MAX_ITERATIONS", "Member", "TrainOptions", "check_spec", "lr_at", "make_optimizer", "train_population"]
+__all__ = ["MAX_ITERATIONS", "Member", "TrainOptions", "check_spec", "lr_at", "make_optimizer"]

@@ -22,8 +22,9 @@ import torch
 from torch.nn import functional as F
 
 from ..data import augment, batch_indices, iterations_per_epoch, load_data
+from ..data.tensors import to_float
 from ..models import create_model
-from ..spec import Spec, SpecError, check_range
+from ..spec import Spec, SpecError
 from ..store import RunDir, Store, notice, tensor_digest
 from .optim import load_optimizer_tensors, lr_at, make_optimizer, optimizer_tensors
 
@@ -134,22 +135,27 @@ def evaluate_batches(model, batches) -> tuple[float, float, torch.Tensor]:
     return (per_example.cumsum(0)[-1] / len(per_example)).item(), correct / len(per_example), per_example
 
 
-def tensor_batches(x: torch.Tensor, y: torch.Tensor, batch: int):
-    return ((x[i:i + batch], y[i:i + batch]) for i in range(0, len(y), batch))
+def tensor_batches(x: torch.Tensor, y: torch.Tensor, batch: int, pixels=None, dtype: torch.dtype | None = None):
+    """Consecutive (inputs, labels) chunks; uint8 images (``pixels``) normalised chunk by chunk to ``dtype``."""
+    if pixels is None:
+        return ((x[i:i + batch], y[i:i + batch]) for i in range(0, len(y), batch))
+    return ((to_float(x[i:i + batch], pixels, dtype), y[i:i + batch]) for i in range(0, len(y), batch))
 
 
-def evaluate_examples(model, x: torch.Tensor, y: torch.Tensor, batch: int = 4096) -> tuple[float, float, torch.Tensor]:
+def evaluate_examples(model, x: torch.Tensor, y: torch.Tensor, batch: int = 4096, pixels=None,
+                      dtype: torch.dtype | None = None) -> tuple[float, float, torch.Tensor]:
     """Mean cross-entropy, accuracy and the per-example losses (float64) on (x, y), in eval mode.
 
     Training's evaluations and instability's interpolation points both use this function (or,
     for streamed datasets, :func:`evaluate_batches` over :func:`streamed_batches`), so a path's
     endpoints reproduce the copies' final metrics exactly."""
-    return evaluate_batches(model, tensor_batches(x, y, batch))
+    return evaluate_batches(model, tensor_batches(x, y, batch, pixels, dtype))
 
 
-def evaluate(model, x: torch.Tensor, y: torch.Tensor, batch: int = 4096) -> tuple[float, float]:
+def evaluate(model, x: torch.Tensor, y: torch.Tensor, batch: int = 4096, pixels=None,
+             dtype: torch.dtype | None = None) -> tuple[float, float]:
     """Mean cross-entropy and accuracy on (x, y)."""
-    loss, acc, _ = evaluate_examples(model, x, y, batch)
+    loss, acc, _ = evaluate_examples(model, x, y, batch, pixels, dtype)
     return loss, acc
 
 
@@ -217,6 +223,11 @@ class Prepared:
     ipe: int
     total: int
     classes: int          # outputs of the network (a pretraining task may have its own)
+    pixels: tuple | None = None  # x_train/x_test are uint8 images normalised per batch (data/tensors.py)
+
+    def batch_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """Inputs of a batch drawn from x_train or x_test, as the network sees them."""
+        return x if self.pixels is None else to_float(x, self.pixels, self.dtype)
 
 
 @functools.lru_cache(maxsize=32)
@@ -293,7 +304,7 @@ def pretraining_run(spec: Spec, start: int, ipe: int, total: int) -> bool:
     if total != k:
         raise SpecError(f"pretrain.kind: a spec with pretraining is trained as two runs, the pretraining "
                         f"(iterations 0-{k}) and the training that resumes at {k}it; train it with rewind.train, "
-                        "a lottery study, or train/pretrain.with_pretraining")
+                        "a lottery study, or rewind.exec.with_pretraining")
     return True
 
 
@@ -304,7 +315,7 @@ def _altered(spec: Spec, data, root) -> tuple:
 
     p = spec.pretrain
     out = []
-    for code, (x, y) in enumerate(((data.x_train, data.y_train), (data.x_test, data.y_test))):
+    for code, (x, y) in enumerate(((data.inputs("train"), data.y_train), (data.inputs("test"), data.y_test))):
         g = rng.generator(rng.PRETRAIN, p.seed, code)
         out.append(alter(p.kind, x, y, data.num_classes, p, g, ("train", "test")[code], root))
     (xtr, ytr, classes), (xte, yte, _) = out
@@ -328,6 +339,9 @@ def prepare(members: list[Member], runs: list[RunDir], opts: TrainOptions) -> Pr
     n, bs = len(data.y_train), spec.data.batch_size
     if streaming:
         return Prepared(data, device, dtype, None, None, None, None, n, bs, ipe, total, data.num_classes)
+    if tensors is None and data.pixels is not None:  # uint8 images stay uint8, on the device too
+        return Prepared(data, device, dtype, data.x_train.to(device), data.y_train.to(device), data.x_test.to(device),
+                        data.y_test.to(device), n, bs, ipe, total, data.num_classes, data.pixels)
     xtr, ytr, xte, yte, classes = tensors or (data.x_train, data.y_train, data.x_test, data.y_test,
                                               data.num_classes)
     return Prepared(data, device, dtype, xtr.to(device, dtype), ytr.to(device), xte.to(device, dtype),
@@ -340,7 +354,8 @@ def training_batches(pr: Prepared, spec: Spec, start: int, opts: TrainOptions):
     if pr.x_train is not None:
         for t in range(start, pr.total):
             idx = batch_indices(t, pr.n, pr.batch_size, spec.seeds.data_order).to(pr.device)
-            yield augment.apply(spec.data.augment, pr.x_train[idx], spec.seeds.augment, t), pr.y_train[idx]
+            yield augment.apply(spec.data.augment, pr.batch_inputs(pr.x_train[idx]), spec.seeds.augment, t), \
+                pr.y_train[idx]
         return
     from ..data import imagenet
 
@@ -355,9 +370,51 @@ def evaluate_split(model, pr: Prepared, split: str, opts: TrainOptions) -> tuple
     """Mean loss and accuracy of ``model`` on a split (streamed datasets: see data/imagenet.py)."""
     if pr.x_train is not None:
         x, y = (pr.x_train, pr.y_train) if split == "train" else (pr.x_test, pr.y_test)
-        return evaluate(model, x, y, opts.eval_batch)
+        return evaluate(model, x, y, opts.eval_batch, pr.pixels, pr.dtype)
     loss, acc, _ = evaluate_batches(model, streamed_batches(pr.data, split, pr.device, pr.dtype, opts))
     return loss, acc
+
+
+class LoopHook:
+    """What a layer above attaches to the sequential loop (analysis/probes.py's ProbeHook is one):
+    it sees the weights before each step and the masked gradients after each backward pass, asks
+    for extra evaluations, says where a resume point may be written and what it carries, and
+    finishes when training ends. The loop itself knows nothing of what is measured."""
+
+    evaluations: frozenset = frozenset()    # iterations at which the loop also evaluates
+
+    def at(self, iteration: int, params: dict[str, torch.Tensor]) -> None:
+        """Before the step at ``iteration`` (and once more at the end of training)."""
+
+    def gradients(self, iteration: int, params: dict[str, torch.Tensor]) -> None:
+        """After the backward pass of the step at ``iteration`` (gradients masked), before the update."""
+
+    def may_resume_at(self, iteration: int) -> bool:
+        return True
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """Tensors carried by a resume point (given back to the factory on resumption)."""
+        return {}
+
+    def finish(self, diverged: bool) -> None:
+        """After the last step (``diverged``: the loss became non-finite)."""
+
+
+# Factories (member, run, model, ipe, total, iteration, resumed tensors or None) -> LoopHook | None,
+# registered by the layers above when they are imported (``import rewind`` imports them all).
+LOOP_HOOKS: list[Callable] = []
+
+
+def register_loop_hook(factory: Callable) -> Callable:
+    LOOP_HOOKS.append(factory)
+    return factory
+
+
+def _hooks(member: Member, run: RunDir, model, ipe: int, total: int, iteration: int, tensors) -> list[LoopHook]:
+    hooks = [h for f in LOOP_HOOKS if (h := f(member, run, model, ipe, total, iteration, tensors)) is not None]
+    if member.spec.probe.schedule and not hooks:
+        raise RuntimeError("probe.schedule is set but no probe hook is registered (import rewind.analysis.probes)")
+    return hooks
 
 
 def _train_locked(member: Member, run: RunDir, opts: TrainOptions) -> None:
@@ -386,7 +443,7 @@ def _train_locked(member: Member, run: RunDir, opts: TrainOptions) -> None:
     iteration = member.start
     if member.optim is not None:
         load_optimizer_tensors(opt, {k: v.to(device) for k, v in member.optim.items()})
-    resumed = run.load_resume()
+    resumed, tensors = run.load_resume(), None
     if resumed is not None:
         iteration, tensors, rows = resumed
         model.load_state_dict({k[6:]: v.to(device) for k, v in tensors.items() if k.startswith("model/")})
@@ -395,18 +452,9 @@ def _train_locked(member: Member, run: RunDir, opts: TrainOptions) -> None:
     evals, ckpts = schedule_points(spec, ipe, member.start, total)
     if not opts.evaluate:
         evals = set()
-    recorder, probe_at, snap_at, window_end = None, set(), set(), -1
-    if spec.probe.schedule:
-        from ..analysis.probes import ProbeRecorder, load_probe_state, probe_steps
-
-        window_end = min(total, spec.probe.until.iterations(ipe) or total)
-        probe_at = set(probe_steps(spec.probe.schedule, ipe, member.start, window_end))
-        k_it = spec.probe.rewind_point.iterations(ipe) or None
-        snap_at = probe_at | {total} | ({k_it} if k_it is not None and member.start <= k_it <= total else set())
-        evals |= probe_at
-        recorder = ProbeRecorder(model.prunable(), member.mask, k_it)
-        if resumed is not None:
-            load_probe_state(run, recorder, iteration, tensors)
+    hooks = _hooks(member, run, model, ipe, total, iteration, tensors)
+    for h in hooks:
+        evals |= h.evaluations
     params_by_name = dict(model.named_parameters())
     started = time.time()
     last_resume_time, last_resume_it = time.time(), iteration
@@ -431,8 +479,8 @@ def _train_locked(member: Member, run: RunDir, opts: TrainOptions) -> None:
             record(iteration)
         if iteration in ckpts:
             run.save_checkpoint(iteration, _state_tensors(model, opt, mask))
-        if iteration in snap_at:
-            recorder.weights(iteration, params_by_name)
+        for h in hooks:
+            h.at(iteration, params_by_name)
         if iteration >= total:
             break
         lr = lr_at(spec.train, iteration, ipe)
@@ -452,8 +500,8 @@ def _train_locked(member: Member, run: RunDir, opts: TrainOptions) -> None:
             with torch.no_grad():
                 for p, m in masked:
                     p.grad.mul_(m)
-        if iteration in probe_at:
-            recorder.gradients(iteration, params_by_name)
+        for h in hooks:
+            h.gradients(iteration, params_by_name)
         opt.step()
         if masked:
             # Weight decay and momentum can move a pruned weight; the mask wins after every step.
@@ -465,25 +513,18 @@ def _train_locked(member: Member, run: RunDir, opts: TrainOptions) -> None:
             bar.update(1)
         if opts.on_iteration is not None:
             opts.on_iteration(run, iteration)
-        # Probe snapshots live in memory: no resume point inside the probe window (a run killed
-        # there restarts), after it the snapshots travel with the resume point.
-        if iteration < total and iteration > window_end and (
+        if iteration < total and all(h.may_resume_at(iteration) for h in hooks) and (
             iteration - last_resume_it >= opts.resume_every or time.time() - last_resume_time >= opts.resume_seconds
         ):
             state = _state_tensors(model, opt, mask)
-            if recorder is not None:
-                from ..analysis.probes import save_probe_state
-
-                state.update(save_probe_state(run, recorder))
+            for h in hooks:
+                state.update(h.state())
             run.save_resume(iteration, state, rows)
             last_resume_time, last_resume_it = time.time(), iteration
     if bar is not None:
         bar.close()
-    if recorder is not None:
-        from ..analysis.probes import write_probes
-
-        # a diverged run has no final weights: only the gradient rows are kept
-        write_probes(run, recorder.finish() if diverged is None else recorder.rows)
+    for h in hooks:
+        h.finish(diverged is not None)
 
     _finish(run, rows, total, member.start, round(time.time() - started, 3), device,
             engine="sequential+compile" if opts.compile else "sequential", diverged=diverged, opts=opts)
@@ -526,70 +567,3 @@ def usable_cpus() -> int:
     except (OSError, ValueError):
         pass
     return max(1, n)
-
-
-def train_population(members: list[Member], store: Store | None = None,
-                     options: TrainOptions | None = None) -> list[RunDir]:
-    """Train every member (skipping finished ones) and return their run directories, in order."""
-    store = store or Store()
-    opts = options or TrainOptions()
-    if members:
-        ref = members[0].spec
-        for m in members[1:]:
-            if (m.spec.model != ref.model or m.spec.train != ref.train or m.spec.data != ref.data
-                    or m.spec.pretrain != ref.pretrain):
-                raise ValueError("members of one population must share data, model, training and pretraining "
-                                 "fields; only seeds, starting weights and masks may differ")
-        check_spec(ref, opts, tuple(m.start for m in members))
-    if opts.threads is not None:
-        check_range("threads", opts.threads, 1, 1024)
-        torch.set_num_threads(opts.threads)
-    elif torch.get_num_threads() > usable_cpus():
-        torch.set_num_threads(usable_cpus())   # never more threads than the cores this process may use
-    pending = [m for m in members if not store.run(m.key).done]
-    if choose_engine(pending, opts) == "vectorised":
-        from .vectorised import train_vectorised
-
-        if opts.workers > 1 and len(pending) > 1:
-            from ..exec import run_parallel
-
-            n = min(opts.workers, len(pending))
-            run_parallel([pending[i::n] for i in range(n)], store, opts)
-        return train_vectorised(members, store, opts)
-    return [train_member(m, store, opts) for m in members]
-
-
-# Without a hand-written backward pass, members with more parameters than this are trained one by
-# one: on 2 CPU cores LeNet-300-100 (266K) through autograd ran at 578 model-steps/s stacked 16 at
-# a time against 627 sequentially, while the MNIST-1D MLP (15K) ran 3.5x faster stacked. With one
-# (ReLU MLPs: models/stacked.py) stacking wins at every size measured: LeNet-300-100 1.7x at K = 4
-# and 1.5x at K = 16 (benchmarks/population.py). (Even a lone MLP ran 1.2-1.5x faster as a stack of
-# one, but single runs stay on the sequential engine, whose evaluations other tools reproduce exactly.)
-VECTORISE_MAX_PARAMS = 100_000
-
-
-def choose_engine(members: list[Member], opts: TrainOptions) -> str:
-    if opts.engine not in ("auto", "sequential", "vectorised"):
-        raise ValueError(f"engine: {opts.engine!r} is not allowed; choose auto, sequential or vectorised")
-    if not members:
-        return "sequential"
-    spec = members[0].spec
-    data = load_data(spec.data, opts.data_root)
-    if getattr(data, "streaming", False):
-        if opts.engine == "vectorised":
-            raise ValueError(f"engine: vectorised needs a dataset held in memory; {spec.data.name} is streamed "
-                             "from files (use sequential or auto)")
-        return "sequential"
-    if opts.compile:
-        if opts.engine == "vectorised":
-            raise ValueError("engine: vectorised does not compile its step; use --compile with sequential or auto")
-        return "sequential"
-    if opts.engine != "auto":
-        return opts.engine
-    if len(members) < 2 or any(m.spec.probe.schedule for m in members):
-        return "sequential"  # probes are callbacks of the sequential loop
-    model = create_model(spec.model, data.input_shape, data.num_classes, seed=0)
-    if model.hand_differentiated and spec.train.precision != "bf16":  # bf16 autocast goes through autograd
-        return "vectorised"
-    n_params = sum(p.numel() for p in model.parameters())
-    return "vectorised" if n_params <= VECTORISE_MAX_PARAMS else "sequential"

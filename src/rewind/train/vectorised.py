@@ -178,7 +178,7 @@ def _forward(stack: Stack, params: dict, buffers: dict, x: torch.Tensor, shared:
 
 
 @torch.no_grad()
-def _evaluate(stack: Stack, members: list[int], x, y, batch: int) -> list[tuple[float, float]]:
+def _evaluate(stack: Stack, members: list[int], x, y, batch: int, inputs=lambda x: x) -> list[tuple[float, float]]:
     device = x.device
     idx = torch.tensor(members, device=device)
     params = {n: p[idx] for n, p in stack.params.items()}
@@ -188,7 +188,7 @@ def _evaluate(stack: Stack, members: list[int], x, y, batch: int) -> list[tuple[
     correct = torch.zeros(len(members), dtype=torch.int64, device=device)
     chunk = max(1, batch // max(1, len(members)) * 4)
     for i in range(0, len(y), chunk):
-        out = _forward(stack, params, buffers, x[i:i + chunk], shared=True)
+        out = _forward(stack, params, buffers, inputs(x[i:i + chunk]), shared=True)
         yy = y[i:i + chunk]
         k, b, c = out.shape
         # float64, summed in index order: a parallel float32 sum's order (and so its bits) can
@@ -292,7 +292,7 @@ def _train_locked(members: list[Member], runs: list[RunDir], opts: TrainOptions)
         to_eval = [i for i in here if t in points[i][0]]
         if to_eval:
             for split, (x, y) in (("train", (x_train, y_train)), ("test", (x_test, y_test))):
-                for i, (loss, acc) in zip(to_eval, _evaluate(stack, to_eval, x, y, opts.eval_batch)):
+                for i, (loss, acc) in zip(to_eval, _evaluate(stack, to_eval, x, y, opts.eval_batch, pr.batch_inputs)):
                     rows[i].append({"step": t, "split": split, "metric": "loss", "value": loss})
                     rows[i].append({"step": t, "split": split, "metric": "accuracy", "value": acc})
         for i in here:
@@ -302,7 +302,7 @@ def _train_locked(members: list[Member], runs: list[RunDir], opts: TrainOptions)
             break
         if here:
             with autocast(spec, device):
-                losses, finite = _step(stack, opt, here, t, lr_at(spec.train, t, ipe), orders, x_train, y_train, device)
+                losses, finite = _step(stack, opt, here, t, lr_at(spec.train, t, ipe), orders, pr, device)
                 if not finite:  # divergence is a result: those members stop, the others take this step again
                     bad = [here[j] for j in (~torch.isfinite(losses)).nonzero().flatten().tolist()]
                     for i in bad:
@@ -312,7 +312,7 @@ def _train_locked(members: list[Member], runs: list[RunDir], opts: TrainOptions)
                                 engine=f"vectorised(K={k})", diverged=divergence(t, last), opts=opts)
                     here = [i for i in here if i not in bad]
                     if here:
-                        losses, _ = _step(stack, opt, here, t, lr_at(spec.train, t, ipe), orders, x_train, y_train,
+                        losses, _ = _step(stack, opt, here, t, lr_at(spec.train, t, ipe), orders, pr,
                                           device)
             previous = (here, losses)  # each member's loss of its last step, should the next one diverge
             for i in here:
@@ -361,7 +361,7 @@ def _gradient(stack: Stack, flat: torch.Tensor, kk: int, buffers: dict, xb: torc
 
 
 def _step(stack: Stack, opt: StackedOptimizer, here: list[int], t: int, lr: float, orders: Orders,
-          x_train, y_train, device) -> tuple[torch.Tensor, bool]:
+          pr, device) -> tuple[torch.Tensor, bool]:
     """One optimizer step for the members ``here``; returns their losses on this step's batches and
     whether all are finite. A member whose loss is not finite makes the step a no-op for all: the
     caller drops it and steps again (a member's result does not depend on its companions)."""
@@ -371,7 +371,8 @@ def _step(stack: Stack, opt: StackedOptimizer, here: list[int], t: int, lr: floa
     flat = stack.flat if everyone else stack.gather(stack.flat, idx)
     buffers = stack.buffers if everyone else {n: b.index_select(0, idx) for n, b in stack.buffers.items()}
     batches = orders.batch(t, here, idx)
-    xb = x_train.index_select(0, batches.reshape(-1)).view(*batches.shape, *x_train.shape[1:])
+    x_train, y_train = pr.x_train, pr.y_train
+    xb = pr.batch_inputs(x_train.index_select(0, batches.reshape(-1))).view(*batches.shape, *x_train.shape[1:])
     yb = y_train.index_select(0, batches.reshape(-1)).view(batches.shape)
     if orders.augment != "none":
         xb = torch.stack([augment.apply(orders.augment, xb[j], orders.augment_seeds[i], t) for j, i in enumerate(here)])

@@ -1,0 +1,78 @@
+"""The local executor: a population of members trained by the engine that suits it, the
+sequential loop (train/loop.py, one member after another) or the vectorised engine
+(train/vectorised.py, members stacked), in this process or split across worker processes
+(local.py). The trainer knows nothing of executors; they sit above it."""
+from __future__ import annotations
+
+import torch
+
+from ..data import load_data
+from ..models import create_model
+from ..spec import check_range
+from ..store import RunDir, Store
+from ..train.loop import Member, TrainOptions, check_spec, train_member, usable_cpus
+from ..train.vectorised import train_vectorised
+from .local import run_parallel
+
+
+def train_population(members: list[Member], store: Store | None = None,
+                     options: TrainOptions | None = None) -> list[RunDir]:
+    """Train every member (skipping finished ones) and return their run directories, in order."""
+    store = store or Store()
+    opts = options or TrainOptions()
+    if members:
+        ref = members[0].spec
+        for m in members[1:]:
+            if (m.spec.model != ref.model or m.spec.train != ref.train or m.spec.data != ref.data
+                    or m.spec.pretrain != ref.pretrain):
+                raise ValueError("members of one population must share data, model, training and pretraining "
+                                 "fields; only seeds, starting weights and masks may differ")
+        check_spec(ref, opts, tuple(m.start for m in members))
+    if opts.threads is not None:
+        check_range("threads", opts.threads, 1, 1024)
+        torch.set_num_threads(opts.threads)
+    elif torch.get_num_threads() > usable_cpus():
+        torch.set_num_threads(usable_cpus())   # never more threads than the cores this process may use
+    pending = [m for m in members if not store.run(m.key).done]
+    if choose_engine(pending, opts) == "vectorised":
+        if opts.workers > 1 and len(pending) > 1:
+            n = min(opts.workers, len(pending))
+            run_parallel([pending[i::n] for i in range(n)], store, opts)
+        return train_vectorised(members, store, opts)
+    return [train_member(m, store, opts) for m in members]
+
+
+# Without a hand-written backward pass, members with more parameters than this are trained one by
+# one: on 2 CPU cores LeNet-300-100 (266K) through autograd ran at 578 model-steps/s stacked 16 at
+# a time against 627 sequentially, while the MNIST-1D MLP (15K) ran 3.5x faster stacked. With one
+# (ReLU MLPs: models/stacked.py) stacking wins at every size measured: LeNet-300-100 1.7x at K = 4
+# and 1.5x at K = 16 (benchmarks/population.py). (Even a lone MLP ran 1.2-1.5x faster as a stack of
+# one, but single runs stay on the sequential engine, whose evaluations other tools reproduce exactly.)
+VECTORISE_MAX_PARAMS = 100_000
+
+
+def choose_engine(members: list[Member], opts: TrainOptions) -> str:
+    if opts.engine not in ("auto", "sequential", "vectorised"):
+        raise ValueError(f"engine: {opts.engine!r} is not allowed; choose auto, sequential or vectorised")
+    if not members:
+        return "sequential"
+    spec = members[0].spec
+    data = load_data(spec.data, opts.data_root)
+    if getattr(data, "streaming", False):
+        if opts.engine == "vectorised":
+            raise ValueError(f"engine: vectorised needs a dataset held in memory; {spec.data.name} is streamed "
+                             "from files (use sequential or auto)")
+        return "sequential"
+    if opts.compile:
+        if opts.engine == "vectorised":
+            raise ValueError("engine: vectorised does not compile its step; use --compile with sequential or auto")
+        return "sequential"
+    if opts.engine != "auto":
+        return opts.engine
+    if len(members) < 2 or any(m.spec.probe.schedule for m in members):
+        return "sequential"  # probes are callbacks of the sequential loop
+    model = create_model(spec.model, data.input_shape, data.num_classes, seed=0)
+    if model.hand_differentiated and spec.train.precision != "bf16":  # bf16 autocast goes through autograd
+        return "vectorised"
+    n_params = sum(p.numel() for p in model.parameters())
+    return "vectorised" if n_params <= VECTORISE_MAX_PARAMS else "sequential"
