@@ -14,18 +14,37 @@ from .. import rng
 Pixels = tuple[tuple[float, ...], tuple[float, ...]]  # per-channel (mean, std) of images kept as uint8
 
 
+_TABLES: dict = {}
+
+
+def _table(pixels: Pixels, device: torch.device) -> torch.Tensor:
+    """(C, 256) float32: ((v / 255) - mean_c) / std_c for every pixel value v, computed on the CPU
+    with the float32 operations the whole-set normalisation used, element by element."""
+    key = (pixels, str(device))
+    if key not in _TABLES:
+        mean, std = pixels
+        v = torch.arange(256, dtype=torch.float32).repeat(len(mean), 1)
+        table = v.div_(255.0).sub_(torch.tensor(mean).view(-1, 1)).div_(torch.tensor(std).view(-1, 1))
+        _TABLES[key] = table.to(device)
+    return _TABLES[key]
+
+
 def to_float(x: torch.Tensor, pixels: Pixels | None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Inputs as the network sees them. Images kept as uint8 (N, C, H, W) become
-    (x / 255 - mean) / std per channel, computed in float32 in place on one copy (each element's
-    value depends only on that element, so normalising a batch gives the same bits as normalising
-    the whole set and indexing it), then cast to ``dtype``; float inputs are only cast."""
+    """Inputs as the network sees them. Images kept as uint8 (N, C, ...) become
+    (x / 255 - mean) / std per channel by looking each pixel up in a 256-entry table per channel,
+    computed once on the CPU: the same bits as normalising the whole set as float32 on the CPU, on
+    any device (a GPU's division by a scalar multiplies by the reciprocal and can differ in the last
+    bit), then cast to ``dtype``. Float inputs are only cast."""
     if pixels is None:
         return x.to(dtype)
-    mean, std = pixels
-    shape = (1, -1) + (1,) * (x.dim() - 2)
-    mean = torch.tensor(mean, device=x.device).view(shape)
-    std = torch.tensor(std, device=x.device).view(shape)
-    return x.float().div_(255.0).sub_(mean).div_(std).to(dtype)
+    table = _table(pixels, x.device)
+    out = torch.empty(x.shape, dtype=torch.float32, device=x.device)
+    rows = max(1, (1 << 22) // max(1, x[0].numel()))  # int32 indices of at most ~4M pixels at a time
+    for c in range(x.shape[1]):
+        for i in range(0, len(x), rows):
+            idx = x[i:i + rows, c].reshape(-1).int()
+            out[i:i + rows, c] = table[c].index_select(0, idx).view(x[i:i + rows, c].shape)
+    return out if dtype == torch.float32 else out.to(dtype)
 
 
 class DataError(ValueError):

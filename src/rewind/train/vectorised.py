@@ -112,7 +112,7 @@ class StackedOptimizer:
         m, v = state["exp_avg"], state["exp_avg_sq"]
         m.lerp_(g, 1 - b1)
         v.mul_(b2).addcmul_(g, g, value=1 - b2)
-        steps = steps.to(p.dtype)
+        steps = steps.to(p.device, p.dtype)
         step_size = lr / (1 - torch.pow(b1, steps))
         bc2_sqrt = (1 - torch.pow(b2, steps)).sqrt()
         k = len(steps)
@@ -391,8 +391,9 @@ def _step(stack: Stack, opt: StackedOptimizer, here: list[int], t: int, lr: floa
             opt.steps += 1
             steps = opt.steps
         else:
-            opt.steps[idx] += 1
-            steps = opt.steps[idx]
+            on_cpu = idx.cpu()  # the step counts live on the CPU
+            opt.steps[on_cpu] += 1
+            steps = opt.steps[on_cpu]
         opt.step(flat, grad, state, steps, lr)
         if mask is not None:
             flat.mul_(mask)
