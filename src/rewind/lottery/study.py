@@ -201,6 +201,15 @@ class Study:
     def _model(self, seed: int = 0):
         return create_model(self.spec.model, self._input_shape, self._classes, seed=seed)
 
+    def _pruned(self, prev: RunDir, level: int) -> Mask:
+        """Level ``level``'s mask, pruned from the final weights and mask of ``prev`` (level - 1's run);
+        remembered for the life of this object (a finished run's weights do not change)."""
+        memo = self.__dict__.setdefault("_masks", {})
+        if (prev.key, level) not in memo:
+            memo[(prev.key, level)] = magnitude_prune(prev.weights(self.total), self._mask_of(prev), self.spec.prune,
+                                                      level, self.kind_of)
+        return dict(memo[(prev.key, level)])
+
     def _mask_of(self, run: RunDir) -> Mask:
         tensors = run.load(self.total)
         mask = {k[5:]: v for k, v in tensors.items() if k.startswith("mask/")}
@@ -236,8 +245,7 @@ class Study:
                     if (r, str(k)) in ended:
                         continue
                     prev = out[(r, str(k), level - 1)]
-                    mask = magnitude_prune(prev.weights(self.total), self._mask_of(prev), self.spec.prune, level,
-                                           self.kind_of)
+                    mask = self._pruned(prev, level)
                     members.append(Member(self.level_spec(r), kind="lottery", preset=self.preset,
                                           index=len(members), init=rewound[(r, str(k))], mask=mask,
                                           start=k.iterations(self.ipe),
@@ -265,7 +273,7 @@ class Study:
             return full_mask(self.template())
         runs = self.chain(replicate, rewind, level - 1)
         prev = runs[(replicate, str(rewind), level - 1)]
-        return magnitude_prune(prev.weights(self.total), self._mask_of(prev), self.spec.prune, level, self.kind_of)
+        return self._pruned(prev, level)
 
     # ---- branches ------------------------------------------------------
     @_retrain_damaged
@@ -301,8 +309,7 @@ class Study:
                     mask = None
                     if level > 0:
                         prev = chains[(r, str(k), level - 1)]
-                        mask = magnitude_prune(prev.weights(self.total), self._mask_of(prev), self.spec.prune, level,
-                                               self.kind_of)
+                        mask = self._pruned(prev, level)
                     if bk:
                         g = rng.generator(rng.PRUNE, spec.seeds.prune, level, k_it, zlib.crc32(branch.encode()))
                         inp = BranchInput(weights=weights, mask=mask, generator=g, init_weights=self.initial_weights(r, dense),
@@ -341,7 +348,7 @@ class Study:
         """Final metrics of every lottery and branch run of the study: one row per run and metric (tidy)."""
         from ..store.results import results_table
 
-        df = results_table(self.store)
+        df = results_table(self.store, keys=set(self.record().get("runs", {})), analyses=False)
         df = df[(df["study"] == self.key) & df["kind"].isin(["lottery", "branch"])]
         # A diverged run has no final metrics: it shows as NaN rows with status "diverged", so that
         # summaries count it instead of silently averaging over the members that survived.

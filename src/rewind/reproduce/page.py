@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..report.html import Section, html_table, inline_svg, render_page
-from .verdict import HELD, INCONCLUSIVE, NOT_HELD
+from .verdict import HELD, INCONCLUSIVE, NOT_HELD, RULE
 
 
 def short_cite(paper: str) -> str:
@@ -23,8 +23,6 @@ def short_cite(paper: str) -> str:
 
 
 def claims_page(out: Path, results, ctx, seconds: float) -> Path:
-    from .run import RULE
-
     counts = {v: sum(r.verdict == v for r in results) for v in (HELD, NOT_HELD, INCONCLUSIVE)}
     summary = {"columns": ["claim", "what the paper says", "paper", "measured here", "verdict"],
                "rows": [{"id": r.claim.id, "title": r.claim.title, "paper": short_cite(r.claim.paper),

@@ -14,16 +14,9 @@ from ..spec import MAX_REPLICATES, check_range
 from ..store import Store, atomic_write_text
 from ..train import TrainOptions
 from .registry import Claim, Context, Measurement, select_claims
-from .verdict import RESAMPLES
-
-RULE = ("Each test is a per-replicate difference whose sign the claim predicts (paired by replicate where two "
-        f"arms share a dense network and seeds), judged by the 95% percentile bootstrap interval of its mean "
-        f"({RESAMPLES:,} seeded resamples): held when the interval lies wholly on the predicted side of the "
-        "threshold, not held when wholly on the other side, inconclusive when it contains the threshold or fewer "
-        "than two replicates are finite. With 3 replicates the interval is the range of the three values, so "
-        "'held' means every replicate agrees. A claim holds when all its tests hold and fails when any fails, "
-        "unless its rule says otherwise.")
-
+from ..report.common import only_formats
+from .page import claims_page
+from .verdict import RULE  # noqa: F401  (re-exported)
 
 @dataclass
 class ClaimResult:
@@ -63,6 +56,16 @@ def _record(store: Store, result: ClaimResult, ctx: Context) -> None:
     atomic_write_text(folder / "result.json", json.dumps(doc, indent=1, sort_keys=True) + "\n")
 
 
+def _measure(claim: Claim, ctx: Context, store: Store) -> ClaimResult:
+    t0 = time.time()
+    ctx.log(f"{claim.id}: {claim.title}")
+    m = claim.measure(ctx)
+    result = ClaimResult(claim, m, claim.verdict_of(m), time.time() - t0)
+    _record(store, result, ctx)
+    ctx.log(f"{claim.id}: {result.verdict} ({result.seconds:.0f} s): {m.summary}")
+    return result
+
+
 def reproduce(claims: str | None = None, replicates: int | None = None, root=None, out: str | Path = "reproduce",
               quick: bool = False, overrides: dict[str, Any] | None = None, options: TrainOptions | None = None,
               data_root: str | None = None, log: Callable[[str], None] | None = None) -> Reproduction:
@@ -84,13 +87,8 @@ def reproduce(claims: str | None = None, replicates: int | None = None, root=Non
     started = time.time()
     results = []
     for claim in selected:
-        t0 = time.time()
-        ctx.log(f"{claim.id}: {claim.title}")
-        m = claim.measure(ctx)
-        result = ClaimResult(claim, m, claim.verdict_of(m), time.time() - t0)
-        _record(store, result, ctx)
-        results.append(result)
-        ctx.log(f"{claim.id}: {result.verdict} ({result.seconds:.0f} s): {m.summary}")
+        with only_formats("svg"):
+            results.append(_measure(claim, ctx, store))
     table = pd.DataFrame([r.row() for r in results])
     tests = pd.DataFrame([{"claim": r.claim.id, **t.row()} for r in results for t in r.measurement.tests])
     out.mkdir(parents=True, exist_ok=True)
@@ -98,7 +96,5 @@ def reproduce(claims: str | None = None, replicates: int | None = None, root=Non
     atomic_write_text(csv, table.to_csv(index=False))
     atomic_write_text(out / "tests.csv", tests.to_csv(index=False))
     seconds = time.time() - started
-    from .page import claims_page
-
     page = claims_page(out, results, ctx, seconds)
     return Reproduction(results, table, tests, page, csv, seconds)

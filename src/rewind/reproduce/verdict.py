@@ -25,6 +25,14 @@ HELD, NOT_HELD, INCONCLUSIVE = "held", "not held", "inconclusive"
 VERDICTS = (HELD, NOT_HELD, INCONCLUSIVE)
 RESAMPLES = 10_000
 
+RULE = ("Each test is a per-replicate difference whose sign the claim predicts (paired by replicate where two "
+        f"arms share a dense network and seeds), judged by the 95% percentile bootstrap interval of its mean "
+        f"({RESAMPLES:,} seeded resamples): held when the interval lies wholly on the predicted side of the "
+        "threshold, not held when wholly on the other side, inconclusive when it contains the threshold or fewer "
+        "than two replicates are finite. With 3 replicates the interval is the range of the three values, so "
+        "'held' means every replicate agrees. A claim holds when all its tests hold and fails when any fails, "
+        "unless its rule says otherwise.")
+
 
 def bootstrap_interval(values, resamples: int = RESAMPLES, seed: int = 0) -> tuple[float, float]:
     """95% percentile bootstrap interval of the mean of ``values`` (NaN, NaN with fewer than 2)."""

@@ -189,13 +189,15 @@ def _claim_frames(store: Store, damage: _Damage) -> list[pd.DataFrame]:
     return frames
 
 
-def results_table(store: Store) -> pd.DataFrame:
+def results_table(store: Store, keys: set[str] | None = None, analyses: bool = True) -> pd.DataFrame:
     """Every finished run's metrics, tidy. Damaged runs and records are left out, each with a
-    warning; ``table.attrs["damaged"]`` maps what was left out to its problem."""
-    frames = []
+    warning; ``table.attrs["damaged"]`` maps what was left out to its problem. ``keys`` limits the
+    runs read to those keys (a study's table reads only its own runs); ``analyses=False`` leaves
+    out the rows that are not runs' metrics (instability, linear model, scores, claims)."""
+    frames, label_rows = [], []
     damage = _Damage()
     runs, health = {}, {}
-    for run in store.runs():
+    for run in (store.runs() if keys is None else [store.run(k) for k in sorted(keys) if store.run(k).path.is_dir()]):
         h = run.health()
         if h.status == "damaged":
             damage.add(f"run {run.key}", h.problem)
@@ -224,29 +226,25 @@ def results_table(store: Store) -> pd.DataFrame:
         for labels in labelled.get(key, [meta]):
             if base.empty:
                 continue
-            m = base.copy()  # one copy per study that labels the run
-            m.insert(0, "run", key)
-            m.insert(1, "kind", labels.get("kind"))
-            m.insert(2, "preset", labels.get("preset", meta.get("preset")))
-            m.insert(3, "member", meta.get("member", 0))
-            m.insert(4, "seed", spec.get("seeds", {}).get("init"))
-            for col in LABELS:
-                if col not in FROM_SPEC:
-                    m[col] = labels.get(col)
-            for col, v in pretrain_columns(spec).items():
-                m[col] = v
-            for col in ("device", "engine", "threads"):
-                m[col] = record.get(col)
-            m["precision"] = spec.get("train", {}).get("precision", "float32")
-            m["status"] = health[key].status
-            for col in ("layer", "model"):
-                if col not in m.columns:
-                    m[col] = None
+            # the run's labels, one row of their own, joined to its metrics once at the end
+            row = {"run": key, "kind": labels.get("kind"), "preset": labels.get("preset", meta.get("preset")),
+                   "member": meta.get("member", 0), "seed": spec.get("seeds", {}).get("init")}
+            row.update({col: labels.get(col) for col in LABELS if col not in FROM_SPEC})
+            row.update(pretrain_columns(spec))
+            row.update({col: record.get(col) for col in ("device", "engine", "threads")})
+            row["precision"] = spec.get("train", {}).get("precision", "float32")
+            row["status"] = health[key].status
+            m = base.drop(columns=[c for c in row if c in base.columns]).assign(_label=len(label_rows))
+            label_rows.append(row)
             frames.append(m)
-    frames.extend(_instability_frames(store, runs, damage))
-    frames.extend(_linear_frames(store, damage))
-    frames.extend(_score_frames(store, damage))
-    frames.extend(_claim_frames(store, damage))
+    if frames:
+        metrics = pd.concat(frames, ignore_index=True)
+        frames = [metrics.join(pd.DataFrame(label_rows), on="_label").drop(columns="_label")]
+    if analyses:
+        frames.extend(_instability_frames(store, runs, damage))
+        frames.extend(_linear_frames(store, damage))
+        frames.extend(_score_frames(store, damage))
+        frames.extend(_claim_frames(store, damage))
     if not frames:
         df = pd.DataFrame(columns=COLUMNS + LABELS)
     else:
