@@ -183,6 +183,17 @@ def test_reproduce_writes_table_page_and_results(quick_report):
     assert len(c12) == 2 and (c12["value"] < -1).all() and set(c12["claim_verdict"]) == {NOT_HELD}
 
 
+def test_outputs_are_readable_by_the_group_as_ordinary_files(quick_report):
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    expected = 0o666 & ~umask
+    for path in [quick_report["out"] / "claims.csv", quick_report["out"] / "index.html",
+                 next(quick_report["root"].glob("*/metrics.csv"))]:
+        assert path.stat().st_mode & 0o777 == expected, path
+
+
 def test_reproduce_again_trains_nothing_and_gives_the_same_table(quick_report):
     root = quick_report["root"]
     assert sorted(p.name for p in root.iterdir()) == quick_report["runs"]

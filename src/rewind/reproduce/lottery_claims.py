@@ -127,7 +127,8 @@ def lottery_figure(ctx: Context, tb: Testbed, name: str, title: str) -> list:
     "At the judged level, two tests on accuracy paired by replicate: IMP rewound to k* minus the dense network "
     f"> -{MATCH} points (matching: within {MATCH} points, the LMC paper's tolerance), and IMP rewound to k = 0 "
     f"minus the dense network < -{MATCH} points (not matching). Both must hold.",
-    "cifar_resnet_20 (GPU: about 0.5 h per run, 20 levels)")
+    "cifar_resnet_20 (GPU: 62,500 iterations per run, 8.8 ms each on one H200 measured: ~0.15 h per run; "
+    "20 levels x 2 rewind steps x 3 replicates is ~18 GPU-hours)")
 def c1(ctx: Context) -> Measurement:
     tb = testbed(ctx)
     table = tb.study.table()
