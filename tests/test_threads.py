@@ -33,33 +33,19 @@ def test_usable_cpus_follows_the_affinity(monkeypatch):
     assert 1 <= usable_cpus() <= 64
 
 
-_RETAINED = r"""
-import numpy as np
-def rss():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmRSS"):
-            return int(line.split()[1]) / 1024
-import rewind, torch
-a = np.ones(40 << 20, dtype=np.uint8); del a   # a large block freed, as loading a dataset does
-base = rss()
-live = []
-for _ in range(5):   # evaluation chunks: a large block freed, a small one kept after it
-    t = torch.ones(12 << 20, dtype=torch.uint8); t.add_(1); del t
-    live.append(torch.ones(1 << 20, dtype=torch.uint8))
-print(rss() - base)
-"""
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc", reason="glibc only")
-def test_freed_large_blocks_return_to_the_system():
-    """rewind fixes glibc's mmap threshold (rewind/__init__.py): after a large block was freed,
-    freed evaluation-sized blocks no longer stay resident; REWIND_MALLOC=default shows the
-    difference (glibc's adaptive threshold keeps them on the heap)."""
-    def retained(extra):
-        env = {**os.environ, **extra}
-        env.pop("MALLOC_MMAP_THRESHOLD_", None)
-        out = subprocess.run([sys.executable, "-c", _RETAINED], env=env, capture_output=True, text=True, check=True)
-        return float(out.stdout.split()[-1])
+def test_the_mmap_threshold_is_fixed_unless_the_user_chose():
+    """rewind fixes glibc's mmap threshold at import (rewind/__init__.py; its effect on peak memory is
+    measured by benchmarks/memory.py: 424 MB against ~475 MB for the LeNet run); REWIND_MALLOC=default
+    and a user's own MALLOC_MMAP_THRESHOLD_ leave glibc's policy alone."""
+    script = "import rewind; print(rewind._MMAP_THRESHOLD_FIXED)"
 
-    ours, glibc = retained({}), retained({"REWIND_MALLOC": "default"})
-    assert ours < 10 and glibc > ours + 8, (ours, glibc)
+    def fixed(extra):
+        env = {k: v for k, v in os.environ.items() if k not in ("REWIND_MALLOC", "MALLOC_MMAP_THRESHOLD_")}
+        out = subprocess.run([sys.executable, "-c", script], env={**env, **extra}, capture_output=True, text=True,
+                             check=True)
+        return out.stdout.split()[-1]
+
+    assert fixed({}) == "True"
+    assert fixed({"REWIND_MALLOC": "default"}) == "False"
+    assert fixed({"MALLOC_MMAP_THRESHOLD_": "262144"}) == "False"
