@@ -143,22 +143,22 @@ def c1(ctx: Context) -> Measurement:
         lottery_figure(ctx, tb, "c1-lottery", f"{PRESET}: IMP with rewinding"), [tb.study.key], commands(ctx, tb))
 
 
-def _baseline_claim(ctx: Context, kinds: list[tuple[str, str, dict | None, str]], summary_what: str) -> Measurement:
+def _baseline_claim(ctx: Context, kinds: list[tuple[str, str]]) -> Measurement:
     """Branches at k* on the judged level, each against IMP rewound to k* (paired)."""
     tb = testbed(ctx)
-    for kind, _, params, _ in kinds:
-        _branch(ctx, tb, kind, tb.kstar, params)
+    for kind, _ in kinds:
+        _branch(ctx, tb, kind, tb.kstar)
     table = tb.study.table()
     imp = accuracy(ctx, tb, tb.level, tb.kstar, table=table)
     tests, parts = [], []
-    for kind, label, _, _ in kinds:
+    for kind, label in kinds:
         acc = accuracy(ctx, tb, tb.level, tb.kstar, kind, table)
         tests.append(Test(f"{label} - IMP (k={tb.kstar})", acc - imp, "<", 0.0))
         parts.append(f"{label} {acc.mean() - imp.mean():+.2f}")
     show = table[(table["level"] == tb.level) & (table["rewind_step"] == str(tb.kstar)) | (table["level"] == 0)]
     return Measurement(tests, f"at {100 * tb.density:.1f}%, points against IMP k={tb.kstar}: " + ", ".join(parts),
                        setting(ctx, tb), summary_table(show, tb.level), [], [tb.study.key],
-                       commands(ctx, tb, [(kind, tb.kstar, extra) for kind, _, _, extra in kinds]))
+                       commands(ctx, tb, [(kind, tb.kstar, "") for kind, _ in kinds]))
 
 
 @register_claim(
@@ -171,8 +171,7 @@ def _baseline_claim(ctx: Context, kinds: list[tuple[str, str, dict | None, str]]
     "to k* < 0. Both must hold.",
     "cifar_resnet_20 and cifar_vgg_16 (GPU)")
 def c2(ctx: Context) -> Measurement:
-    return _baseline_claim(ctx, [("reinit", "reinit", None, ""), ("random-prune", "random pruning", None, "")],
-                           "baselines")
+    return _baseline_claim(ctx, [("reinit", "reinit"), ("random-prune", "random pruning")])
 
 
 @register_claim(
@@ -183,7 +182,7 @@ def c2(ctx: Context) -> Measurement:
     "At the judged level, accuracy paired by replicate: sign-reinit at k* minus IMP rewound to k* < 0.",
     "cifar_resnet_20 (GPU)")
 def c5(ctx: Context) -> Measurement:
-    return _baseline_claim(ctx, [("sign-reinit", "sign-preserving reinit", None, "")], "signs")
+    return _baseline_claim(ctx, [("sign-reinit", "sign-preserving reinit")])
 
 
 @register_claim(
@@ -194,7 +193,7 @@ def c5(ctx: Context) -> Measurement:
     "At the judged level, accuracy paired by replicate: shuffle-layer at k* minus IMP rewound to k* < 0.",
     "cifar_resnet_20 (GPU)")
 def c6(ctx: Context) -> Measurement:
-    return _baseline_claim(ctx, [("shuffle-layer", "shuffled within layers", None, "")], "shuffle")
+    return _baseline_claim(ctx, [("shuffle-layer", "shuffled within layers")])
 
 
 @register_claim(

@@ -17,7 +17,7 @@ import pandas as pd
 from ..spec import SpecError
 from ..store import Store
 from ..train import TrainOptions
-from .verdict import INCONCLUSIVE, Test, combine
+from .verdict import Test, combine
 
 
 @dataclass
@@ -103,9 +103,4 @@ def select_claims(text: str | None) -> list[Claim]:
     return [CLAIMS[c] for c in claim_ids() if c in wanted]
 
 
-def inconclusive(summary: str, setting: str, note: str) -> Measurement:
-    """A measurement that could not be made (e.g. its data is missing)."""
-    return Measurement([], summary, setting, verdict=INCONCLUSIVE, note=note)
-
-
-__all__ = ["Context", "Measurement", "Claim", "CLAIMS", "register_claim", "claim_ids", "select_claims", "inconclusive"]
+__all__ = ["Context", "Measurement", "Claim", "CLAIMS", "register_claim", "claim_ids", "select_claims"]
