@@ -349,6 +349,15 @@ def _engine_arg(p: argparse.ArgumentParser) -> None:
                         "only for a fixed thread count, which every run records")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the training forward pass (sequential engine; pays off on GPUs and long runs)")
+    p.add_argument("--executor", default="local", choices=("local", "processes", "ray"),
+                   help="where populations train: local (this process), processes (--workers processes on this "
+                        "machine), ray (tasks on a Ray cluster; pip install 'rewind[ray]')")
+    p.add_argument("--ray-address", default=None, metavar="auto|HOST:PORT",
+                   help="the Ray cluster to join (default: start Ray on this machine, or join $RAY_ADDRESS)")
+    p.add_argument("--cpus-per-task", type=int, default=1, metavar="C",
+                   help="Ray: CPUs (and torch threads) of each task (default 1)")
+    p.add_argument("--gpus-per-task", type=float, default=0.0, metavar="G",
+                   help="Ray: GPUs of each task; > 0 trains on the task's GPU (default 0)")
 
 
 def _options(args, **extra):
@@ -363,9 +372,19 @@ def _options(args, **extra):
         check_range("--threads", args.threads, 1, 1024)
     if args.data_workers is not None:
         check_range("--data-workers", args.data_workers, 0, 1024)
-    return TrainOptions(quiet=args.quiet, data_root=getattr(args, "data_root", None), engine=args.engine,
+    opts = TrainOptions(quiet=args.quiet, data_root=getattr(args, "data_root", None), engine=args.engine,
                         device=args.device, workers=args.workers, data_workers=args.data_workers,
-                        compile=args.compile, threads=args.threads, **extra)
+                        compile=args.compile, threads=args.threads, executor=args.executor,
+                        ray_address=args.ray_address, cpus_per_task=args.cpus_per_task,
+                        gpus_per_task=args.gpus_per_task, **extra)
+    if args.executor != "ray" and (args.ray_address or args.gpus_per_task or args.cpus_per_task != 1):
+        raise SpecError("--ray-address, --cpus-per-task and --gpus-per-task go with --executor ray")
+    if args.executor == "ray":  # the cluster, its resources and the store checked before anything is trained
+        from .exec.raycluster import connect
+        from .store import Store
+
+        connect(opts, Store(getattr(args, "root", None)).root)
+    return opts
 
 
 def _hu_args(p: argparse.ArgumentParser) -> None:

@@ -1,7 +1,10 @@
-"""Executors: where the trainer's populations run (this process, or worker processes), and the
-plans above single runs that they execute (pretraining as two runs). train/ does not import exec/."""
+"""Executors: where the trainer's populations run (this process, worker processes, or a Ray
+cluster), and the plans above single runs that they execute (pretraining as two runs, lottery
+studies as chains of levels). train/ does not import exec/."""
 from .local import run_parallel
-from .population import VECTORISE_MAX_PARAMS, choose_engine, train_population
+from .plan import Plan, Work, run_plan
+from .population import EXECUTORS, VECTORISE_MAX_PARAMS, choose_engine, train_population
 from .pretrain import with_pretraining
 
-__all__ = ["run_parallel", "VECTORISE_MAX_PARAMS", "choose_engine", "train_population", "with_pretraining"]
+__all__ = ["run_parallel", "Plan", "Work", "run_plan", "EXECUTORS", "VECTORISE_MAX_PARAMS", "choose_engine",
+           "train_population", "with_pretraining"]

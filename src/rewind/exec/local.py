@@ -29,7 +29,7 @@ def _train_part(members, root: str, opts) -> list[str]:
 def run_parallel(parts: list, store, opts) -> list:
     """Train each part (a list of members) with the vectorised engine in its own worker process;
     returns the parts' run directories in order. Callbacks do not cross processes."""
-    worker_opts = dataclasses.replace(opts, on_iteration=None, on_event=None, workers=1, threads=1)
+    worker_opts = dataclasses.replace(opts, on_iteration=None, on_event=None, workers=1, threads=1, executor="local")
     ctx = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
     with ctx.Pool(len(parts), initializer=_init_worker) as pool:
         keys = pool.starmap(_train_part, [(part, str(store.root), worker_opts) for part in parts])

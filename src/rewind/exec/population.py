@@ -1,18 +1,22 @@
-"""The local executor: a population of members trained by the engine that suits it, the
-sequential loop (train/loop.py, one member after another) or the vectorised engine
-(train/vectorised.py, members stacked), in this process or split across worker processes
-(local.py). The trainer knows nothing of executors; they sit above it."""
+"""Populations and the engines that train them here: the sequential loop (train/loop.py, one
+member after another) or the vectorised engine (train/vectorised.py, members stacked), in this
+process or split across worker processes (local.py). ``train_population`` hands a population to
+the executor that ``TrainOptions.executor`` names; the trainer knows nothing of executors."""
 from __future__ import annotations
+
+import dataclasses
 
 import torch
 
 from ..data import load_data
 from ..models import create_model
-from ..spec import check_range
+from ..spec import SpecError, check_range
 from ..store import RunDir, Store
 from ..train.loop import Member, TrainOptions, check_spec, train_member, usable_cpus
 from ..train.vectorised import train_vectorised
 from .local import run_parallel
+
+EXECUTORS = ("local", "processes", "ray")
 
 
 def train_population(members: list[Member], store: Store | None = None,
@@ -20,6 +24,17 @@ def train_population(members: list[Member], store: Store | None = None,
     """Train every member (skipping finished ones) and return their run directories, in order."""
     store = store or Store()
     opts = options or TrainOptions()
+    check_population(members, opts)
+    if opts.executor == "ray":
+        from .plan import run_plan
+
+        return run_plan(_Population(members), store, opts).runs
+    return train_here(members, store, opts)
+
+
+def check_population(members: list[Member], opts: TrainOptions) -> None:
+    if opts.executor not in EXECUTORS:
+        raise SpecError(f"--executor: {opts.executor!r} is not allowed; choose {', '.join(EXECUTORS)}")
     if members:
         ref = members[0].spec
         for m in members[1:]:
@@ -28,18 +43,52 @@ def train_population(members: list[Member], store: Store | None = None,
                 raise ValueError("members of one population must share data, model, training and pretraining "
                                  "fields; only seeds, starting weights and masks may differ")
         check_spec(ref, opts, tuple(m.start for m in members))
+
+
+def set_threads(opts: TrainOptions) -> None:
     if opts.threads is not None:
         check_range("threads", opts.threads, 1, 1024)
         torch.set_num_threads(opts.threads)
     elif torch.get_num_threads() > usable_cpus():
         torch.set_num_threads(usable_cpus())   # never more threads than the cores this process may use
-    pending = [m for m in members if not store.run(m.key).done]
-    if choose_engine(pending, opts) == "vectorised":
-        if opts.workers > 1 and len(pending) > 1:
-            n = min(opts.workers, len(pending))
+
+
+def train_here(members: list[Member], store: Store, opts: TrainOptions) -> list[RunDir]:
+    """The population trained on this machine: in this process, or (vectorised, ``workers`` > 1)
+    split across one-thread worker processes."""
+    set_threads(opts)
+    if choose_engine(members, opts) == "vectorised":
+        pending = [m for m in members if not store.run(m.key).done]
+        workers = opts.workers if opts.executor != "processes" or opts.workers > 1 else usable_cpus()
+        if workers > 1 and len(pending) > 1:
+            n = min(workers, len(pending))
             run_parallel([pending[i::n] for i in range(n)], store, opts)
         return train_vectorised(members, store, opts)
     return [train_member(m, store, opts) for m in members]
+
+
+class _Population:
+    """A plan of one population, all ready at once (how an executor trains a population)."""
+
+    def __init__(self, members: list[Member]):
+        self.members, self.runs, self._given = members, [None] * len(members), False
+
+    def ready(self):
+        from .plan import Work
+
+        if self._given:
+            return []
+        self._given = True
+        return [Work(i, m, "population") for i, m in enumerate(self.members)]
+
+    def done(self, tag: int, run: RunDir) -> None:
+        self.runs[tag] = run
+
+
+def fixed_engine(members: list[Member], opts: TrainOptions) -> TrainOptions:
+    """``opts`` with the engine that ``auto`` chooses for this population written in, so that parts
+    of it trained elsewhere (another process, another node) use the engine the whole would."""
+    return dataclasses.replace(opts, engine=choose_engine(members, opts))
 
 
 # Without a hand-written backward pass, members with more parameters than this are trained one by
@@ -52,6 +101,8 @@ VECTORISE_MAX_PARAMS = 100_000
 
 
 def choose_engine(members: list[Member], opts: TrainOptions) -> str:
+    """The engine of a population: decided by the whole population (finished members included), so
+    that a member's result does not depend on which of its companions are already in the store."""
     if opts.engine not in ("auto", "sequential", "vectorised"):
         raise ValueError(f"engine: {opts.engine!r} is not allowed; choose auto, sequential or vectorised")
     if not members:

@@ -30,7 +30,7 @@ from ..spec import MAX_LEVELS, MAX_REPLICATES, PruneSpec, Spec, SpecError, check
 from ..step import Step
 from ..store import RunDamaged, RunDir, Store, atomic_write_text, notice
 from ..train import Member, TrainOptions, check_spec
-from ..exec import train_population, with_pretraining
+from ..exec import Work, run_plan, train_population, with_pretraining
 from .branches import BranchInput, coerce_params, get_branch
 
 
@@ -238,24 +238,7 @@ class Study:
         ended = {(r, str(k)) for r in reps for k in rewinds if dense[r].diverged}
         rewound = {(r, str(k)): dense[r].weights(k.iterations(self.ipe)) for r in reps for k in rewinds
                    if (r, str(k)) not in ended}
-        for level in range(1, levels + 1):
-            members, chains = [], []
-            for r in reps:
-                for k in rewinds:
-                    if (r, str(k)) in ended:
-                        continue
-                    prev = out[(r, str(k), level - 1)]
-                    mask = self._pruned(prev, level)
-                    members.append(Member(self.level_spec(r), kind="lottery", preset=self.preset,
-                                          index=len(members), init=rewound[(r, str(k))], mask=mask,
-                                          start=k.iterations(self.ipe),
-                                          origin=self._labels(r, level, k, "none", mask)))
-                    chains.append((r, k))
-            for member, (r, k), run in zip(members, chains, train_population(members, self.store, opts)):
-                out[(r, str(k), level)] = run
-                index[run.key] = {"kind": "lottery", **member.origin}
-                if run.diverged:
-                    ended.add((r, str(k)))
+        run_plan(_Levels(self, reps, rewinds, levels, out, index, ended, rewound), self.store, opts)
         for r, k in sorted(ended):
             last = max(lv for (r2, k2, lv) in out if (r2, k2) == (r, k))
             if last < levels:
@@ -362,6 +345,43 @@ class Study:
 
         df = results_table(self.store)
         return df[(df["study"] == self.key) & (df["kind"] == "instability")].reset_index(drop=True)
+
+
+class _Levels:
+    """The levels of a study's chains as a plan: level L of chain (replicate r, rewind step k) is
+    ready when level L-1 of that chain is done (its mask is pruned from that run). Every level
+    belongs to one group, so the local executor trains each level of every chain as one
+    population, and a cluster executor moves each chain on as soon as it can."""
+
+    def __init__(self, study: "Study", reps, rewinds, levels: int, out: dict, index: dict, ended: set,
+                 rewound: dict):
+        self.study, self.levels, self.out, self.index, self.ended, self.rewound = \
+            study, levels, out, index, ended, rewound
+        self.origins: dict = {}
+        self.next = {(r, k): 1 for r in reps for k in rewinds if (r, str(k)) not in ended}
+
+    def ready(self) -> list[Work]:
+        s, work = self.study, []
+        for (r, k), level in sorted(self.next.items(), key=lambda item: (item[0][0], item[0][1].ep, item[0][1].it)):
+            if level is None or level > self.levels:
+                continue
+            mask = s._pruned(self.out[(r, str(k), level - 1)], level)
+            member = Member(s.level_spec(r), kind="lottery", preset=s.preset, index=len(work),
+                            init=self.rewound[(r, str(k))], mask=mask, start=k.iterations(s.ipe),
+                            origin=s._labels(r, level, k, "none", mask))
+            work.append(Work((r, k, level), member, "levels"))
+            self.origins[(r, k, level)] = member.origin
+            self.next[(r, k)] = None  # in flight
+        return work
+
+    def done(self, tag, run: RunDir) -> None:
+        r, k, level = tag
+        self.out[(r, str(k), level)] = run
+        self.index[run.key] = {"kind": "lottery", **self.origins.pop(tag)}
+        if run.diverged:
+            self.ended.add((r, str(k)))
+        else:
+            self.next[(r, k)] = level + 1
 
 
 MASK_STREAM = 2  # rng.PRETRAIN streams: 0 and 1 alter the train and test splits, 2 draws random masks

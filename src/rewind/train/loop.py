@@ -13,6 +13,7 @@ import functools
 import hashlib
 import math
 import os
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -86,6 +87,10 @@ class TrainOptions:
     compile: bool = False            # torch.compile the training forward pass (sequential engine)
     threads: int | None = None       # torch threads of this process (None: torch's choice); float32 results
                                      # of the sequential engine depend on it, so every run records it
+    executor: str = "local"          # where populations run (exec/): local | processes | ray
+    ray_address: str | None = None   # ray: None starts Ray on this machine (or joins $RAY_ADDRESS); auto; HOST:PORT
+    cpus_per_task: int = 1           # ray: CPUs (and torch threads) of each task
+    gpus_per_task: float = 0.0       # ray: GPUs of each task (> 0 trains on the task's GPU)
     on_iteration: Callable[[RunDir, int], None] | None = None  # called after each step (tests, probes)
     on_event: Callable[[RunDir, str], None] | None = None      # called at "finishing" (last checkpoint written),
                                                                # "metrics-written", "done-written" (fault tests)
@@ -546,6 +551,7 @@ def _finish(run: RunDir, rows: list[dict], total: int, start: int, seconds: floa
         "iterations": total, "start": start, "seconds": seconds, "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch": torch.__version__, "engine": engine, "final": final, "threads": torch.get_num_threads(),
+        "host": socket.gethostname(), "pid": os.getpid(),  # where it finished (a cluster's runs say which node)
     }
     if diverged is not None:
         summary.update(status="diverged", **diverged)
