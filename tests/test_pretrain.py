@@ -116,15 +116,15 @@ def test_a_pretraining_run_sees_each_example_with_one_label_in_every_epoch(tmp_p
 
     real = loop.training_batches
 
-    def batches(pr, sp, start, opts):
+    def batches(pr, sp, start, opts, part=None):
         if start >= 100:  # the training run, on the real labels
-            yield from real(pr, sp, start, opts)
+            yield from real(pr, sp, start, opts, part)
             return
-        for xb, yb in real(pr, sp, start, opts):
+        for xb, yb, n in real(pr, sp, start, opts, part):
             for row, label in zip(xb, yb):
                 key = tuple(row[:5].tolist())
                 assert seen.setdefault(key, int(label)) == int(label)
-            yield xb, yb
+            yield xb, yb, n
 
     loop.training_batches = batches
     try:

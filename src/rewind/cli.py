@@ -358,6 +358,44 @@ def _engine_arg(p: argparse.ArgumentParser) -> None:
                    help="Ray: CPUs (and torch threads) of each task (default 1)")
     p.add_argument("--gpus-per-task", type=float, default=0.0, metavar="G",
                    help="Ray: GPUs of each task; > 0 trains on the task's GPU (default 0)")
+    p.add_argument("--ddp", type=int, default=None, metavar="N",
+                   help="train each run data-parallel on N processes (torchrun; NCCL on GPUs, Gloo on CPUs; "
+                        "train and lottery)")
+    p.add_argument("--ddp-batchnorm", default="sync", choices=("sync", "local"),
+                   help="with DDP: BatchNorm statistics of the global batch (sync, as one process) or per rank")
+
+
+DDP_COMMANDS = ("train", "lottery")
+
+
+def _launch_ddp(args, argv: list[str]) -> int:
+    """``rewind CMD ... --ddp N``: the same command as N torchrun processes on this machine."""
+    import subprocess
+
+    from .train.ddp import launched
+
+    if launched():
+        raise SpecError("--ddp: this process is already one of a torchrun world; leave --ddp out")
+    if args.command not in DDP_COMMANDS:
+        raise SpecError(f"--ddp: {' and '.join(DDP_COMMANDS)} train data-parallel; `rewind {args.command}` does not")
+    check_range("--ddp", args.ddp, 1, 1024)
+    if args.executor != "local":
+        raise SpecError("--ddp: each run trains on this machine's processes; leave --executor out")
+    rest, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--ddp":
+            skip = True
+        elif not a.startswith("--ddp="):
+            rest.append(a)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={args.ddp}",
+           "-m", "rewind", *rest]
+    from .train.loop import usable_cpus
+
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, usable_cpus() // args.ddp)))  # the cores shared among ranks
+    return subprocess.call(cmd, env=env)
 
 
 def _options(args, **extra):
@@ -372,11 +410,17 @@ def _options(args, **extra):
         check_range("--threads", args.threads, 1, 1024)
     if args.data_workers is not None:
         check_range("--data-workers", args.data_workers, 0, 1024)
-    opts = TrainOptions(quiet=args.quiet, data_root=getattr(args, "data_root", None), engine=args.engine,
+    from .train.ddp import launched
+
+    ddp = launched()  # one rank of a torchrun world
+    if ddp and (args.command not in DDP_COMMANDS or args.executor != "local"):
+        raise SpecError(f"--ddp: {' and '.join(DDP_COMMANDS)} train data-parallel (with the local executor); "
+                        f"`rewind {args.command}` does not")
+    opts = TrainOptions(quiet=args.quiet or ddp, data_root=getattr(args, "data_root", None), engine=args.engine,
                         device=args.device, workers=args.workers, data_workers=args.data_workers,
                         compile=args.compile, threads=args.threads, executor=args.executor,
                         ray_address=args.ray_address, cpus_per_task=args.cpus_per_task,
-                        gpus_per_task=args.gpus_per_task, **extra)
+                        gpus_per_task=args.gpus_per_task, ddp=ddp, ddp_batchnorm=args.ddp_batchnorm, **extra)
     if args.executor != "ray" and (args.ray_address or args.gpus_per_task or args.cpus_per_task != 1):
         raise SpecError("--ray-address, --cpus-per-task and --gpus-per-task go with --executor ray")
     if args.executor == "ray":  # the cluster, its resources and the store checked before anything is trained
@@ -1223,11 +1267,20 @@ def main(argv: list[str] | None = None) -> int:
                 "example-lmc": _cmd_example_lmc, "diet-lottery": _cmd_diet_lottery, "data": _cmd_data, "verify": _cmd_verify,
                 "reproduce": _cmd_reproduce, "report": _cmd_report}
     from .data.files import DataError
+    from .train.ddp import launched
 
+    quiet_rank = launched() and os.environ.get("RANK", "0") != "0"  # one rank of a torchrun world speaks
+    if quiet_rank:
+        sys.stdout = open(os.devnull, "w")
     with warnings.catch_warnings():
         _one_line_warnings()
+        if quiet_rank:
+            warnings.simplefilter("ignore")
         try:
-            code = _cmd_branch(args, extra) if args.command == "branch" else handlers[args.command](args)
+            if getattr(args, "ddp", None) is not None:
+                code = _launch_ddp(args, sys.argv[1:] if argv is None else list(argv))
+            else:
+                code = _cmd_branch(args, extra) if args.command == "branch" else handlers[args.command](args)
             sys.stdout.flush()  # a closed pipe shows here, not at exit
             return code
         except BrokenPipeError:

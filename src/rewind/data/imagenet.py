@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from .. import rng
-from .tensors import batch_indices
+from .tensors import batch_indices, shard_rows
 from .tensors import DataError
 
 MEAN = (0.485, 0.456, 0.406)
@@ -182,17 +182,19 @@ def _to_array(img) -> np.ndarray:
 
 
 def load_train_batch(data: ImageFolderData, iteration: int, batch_size: int, order_seed: int, augment: str,
-                     augment_seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 images [B, 3, S, S] and labels of iteration's batch."""
+                     augment_seed: int, part: tuple[int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 images [B, 3, S, S] and labels of iteration's batch (``part`` = (rank, world): only
+    that rank's rows of it, augmented as they are in the whole batch)."""
     from PIL import Image
 
     idx = batch_indices(iteration, len(data.train_files), batch_size, order_seed)
-    images = [_open(data.root, data.train_files[i]) for i in idx.tolist()]
+    rows = shard_rows(len(idx), part)
+    images = [_open(data.root, data.train_files[i]) for i in idx[rows].tolist()]
     s = data.image_size
     out = np.empty((len(images), 3, s, s), dtype=np.uint8)
     if augment == "random_resized_crop":
         sizes = torch.tensor([img.size for img in images])
-        draws = crop_draws(len(images), augment_seed, iteration)
+        draws = {k: v[rows] for k, v in crop_draws(len(idx), augment_seed, iteration).items()}
         boxes = resized_crop_boxes(sizes, draws).tolist()
         for j, (img, (left, top, w, h)) in enumerate(zip(images, boxes)):
             img = img.resize((s, s), Image.BILINEAR, box=(left, top, left + w, top + h))
@@ -202,7 +204,7 @@ def load_train_batch(data: ImageFolderData, iteration: int, batch_size: int, ord
     else:
         for j, img in enumerate(images):
             out[j] = _to_array(img.resize((s, s), Image.BILINEAR, box=centre_box(*img.size, s)))
-    return torch.from_numpy(out), data.y_train[idx]
+    return torch.from_numpy(out), data.y_train[idx[rows]]
 
 
 def load_eval_batch(data: ImageFolderData, files: list[str]) -> torch.Tensor:
@@ -227,9 +229,9 @@ class TrainBatches(torch.utils.data.Dataset):
     """Item i: (iteration, images, labels) of iteration ``start + i``."""
 
     def __init__(self, data: ImageFolderData, start: int, total: int, batch_size: int, order_seed: int,
-                 augment: str, augment_seed: int):
+                 augment: str, augment_seed: int, part: tuple[int, int] | None = None):
         self.data, self.start, self.total = data, start, total
-        self.args = (batch_size, order_seed, augment, augment_seed)
+        self.args = (batch_size, order_seed, augment, augment_seed, part)
 
     def __len__(self) -> int:
         return self.total - self.start

@@ -102,6 +102,14 @@ def batch_indices(iteration: int, n_train: int, batch_size: int, seed: int) -> t
     return perm[pos * batch_size:(pos + 1) * batch_size]
 
 
+def shard_rows(n: int, part: tuple[int, int] | None) -> slice:
+    """Rows of a batch of ``n`` that part (rank, world) of a data-parallel group trains."""
+    if part is None:
+        return slice(None)
+    rank, world = part
+    return slice(n * rank // world, n * (rank + 1) // world)
+
+
 _PERM_CACHE: dict[tuple[int, int, int], torch.Tensor] = {}
 
 

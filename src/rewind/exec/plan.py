@@ -14,45 +14,17 @@ member's result then does not depend on how the executor happened to batch it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Hashable, Protocol
 
 from ..store import RunDir, Store
 from ..train.loop import Member, TrainOptions
-
-
-@dataclass
-class Work:
-    tag: Hashable
-    member: Member
-    group: str = "population"
+from .population import Engines, Work, by_group, check_population, train_here
 
 
 class Plan(Protocol):
     def ready(self) -> list[Work]: ...
 
     def done(self, tag: Hashable, run: RunDir) -> None: ...
-
-
-class Engines:
-    """The engine chosen for each group of a plan, decided when the group first becomes ready."""
-
-    def __init__(self, opts: TrainOptions):
-        self.opts, self.chosen = opts, {}
-
-    def options(self, group: str, members: list[Member]) -> TrainOptions:
-        from .population import fixed_engine
-
-        if group not in self.chosen:
-            self.chosen[group] = fixed_engine(members, self.opts)
-        return self.chosen[group]
-
-
-def by_group(work: list[Work]) -> dict[str, list[Work]]:
-    groups: dict[str, list[Work]] = {}
-    for w in work:
-        groups.setdefault(w.group, []).append(w)
-    return groups
 
 
 def run_plan(plan, store: Store, opts: TrainOptions):
@@ -62,8 +34,6 @@ def run_plan(plan, store: Store, opts: TrainOptions):
 
         run_plan_on_ray(plan, store, opts)
         return plan
-    from .population import train_here
-
     engines = Engines(opts)
     while True:
         work = plan.ready()
@@ -73,3 +43,30 @@ def run_plan(plan, store: Store, opts: TrainOptions):
             members = [w.member for w in items]
             for w, run in zip(items, train_here(members, store, engines.options(group, members))):
                 plan.done(w.tag, run)
+
+
+def train_population(members: list[Member], store: Store | None = None,
+                     options: TrainOptions | None = None) -> list[RunDir]:
+    """Train every member (skipping finished ones) and return their run directories, in order."""
+    store = store or Store()
+    opts = options or TrainOptions()
+    check_population(members, opts)
+    if opts.executor == "ray":
+        return run_plan(_Population(members), store, opts).runs
+    return train_here(members, store, opts)
+
+
+class _Population:
+    """A plan of one population, all ready at once (how an executor trains a population)."""
+
+    def __init__(self, members: list[Member]):
+        self.members, self.runs, self._given = members, [None] * len(members), False
+
+    def ready(self):
+        if self._given:
+            return []
+        self._given = True
+        return [Work(i, m, "population") for i, m in enumerate(self.members)]
+
+    def done(self, tag: int, run: RunDir) -> None:
+        self.runs[tag] = run

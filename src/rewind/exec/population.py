@@ -5,6 +5,8 @@ the executor that ``TrainOptions.executor`` names; the trainer knows nothing of 
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
+from typing import Hashable
 
 import torch
 
@@ -17,19 +19,6 @@ from ..train.vectorised import train_vectorised
 from .local import run_parallel
 
 EXECUTORS = ("local", "processes", "ray")
-
-
-def train_population(members: list[Member], store: Store | None = None,
-                     options: TrainOptions | None = None) -> list[RunDir]:
-    """Train every member (skipping finished ones) and return their run directories, in order."""
-    store = store or Store()
-    opts = options or TrainOptions()
-    check_population(members, opts)
-    if opts.executor == "ray":
-        from .plan import run_plan
-
-        return run_plan(_Population(members), store, opts).runs
-    return train_here(members, store, opts)
 
 
 def check_population(members: list[Member], opts: TrainOptions) -> None:
@@ -67,24 +56,6 @@ def train_here(members: list[Member], store: Store, opts: TrainOptions) -> list[
     return [train_member(m, store, opts) for m in members]
 
 
-class _Population:
-    """A plan of one population, all ready at once (how an executor trains a population)."""
-
-    def __init__(self, members: list[Member]):
-        self.members, self.runs, self._given = members, [None] * len(members), False
-
-    def ready(self):
-        from .plan import Work
-
-        if self._given:
-            return []
-        self._given = True
-        return [Work(i, m, "population") for i, m in enumerate(self.members)]
-
-    def done(self, tag: int, run: RunDir) -> None:
-        self.runs[tag] = run
-
-
 def fixed_engine(members: list[Member], opts: TrainOptions) -> TrainOptions:
     """``opts`` with the engine that ``auto`` chooses for this population written in, so that parts
     of it trained elsewhere (another process, another node) use the engine the whole would."""
@@ -107,6 +78,10 @@ def choose_engine(members: list[Member], opts: TrainOptions) -> str:
         raise ValueError(f"engine: {opts.engine!r} is not allowed; choose auto, sequential or vectorised")
     if not members:
         return "sequential"
+    if opts.ddp:  # each member data-parallel across the ranks, one after another
+        if opts.engine == "vectorised":
+            raise ValueError("engine: vectorised stacks members in one process; with --ddp use sequential or auto")
+        return "sequential"
     spec = members[0].spec
     data = load_data(spec.data, opts.data_root)
     if getattr(data, "streaming", False):
@@ -127,3 +102,29 @@ def choose_engine(members: list[Member], opts: TrainOptions) -> str:
         return "vectorised"
     n_params = sum(p.numel() for p in model.parameters())
     return "vectorised" if n_params <= VECTORISE_MAX_PARAMS else "sequential"
+
+
+@dataclass
+class Work:
+    tag: Hashable
+    member: Member
+    group: str = "population"
+
+
+class Engines:
+    """The engine chosen for each group of a plan, decided when the group first becomes ready."""
+
+    def __init__(self, opts: TrainOptions):
+        self.opts, self.chosen = opts, {}
+
+    def options(self, group: str, members: list[Member]) -> TrainOptions:
+        if group not in self.chosen:
+            self.chosen[group] = fixed_engine(members, self.opts)
+        return self.chosen[group]
+
+
+def by_group(work: list[Work]) -> dict[str, list[Work]]:
+    groups: dict[str, list[Work]] = {}
+    for w in work:
+        groups.setdefault(w.group, []).append(w)
+    return groups

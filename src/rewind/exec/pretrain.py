@@ -12,7 +12,7 @@ from ..spec import SpecError
 from ..store import Store
 from ..train.loop import Member, TrainOptions, check_spec, pretraining_too_long
 from ..train.pretrain import after_pretraining, pretraining_spec
-from .population import train_population
+from .plan import train_population
 
 
 def with_pretraining(members: list[Member], store: Store, opts: TrainOptions,

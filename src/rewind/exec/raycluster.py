@@ -22,7 +22,7 @@ from pathlib import Path
 from ..spec import SpecError
 from ..store import Store, notice
 from ..train.loop import TrainOptions
-from .plan import Engines, by_group
+from .population import Engines, by_group
 
 TASK_RETRIES = 3          # retries of a task whose worker process or node died
 PROBE_TIMEOUT_S = 120.0   # a node that cannot run the store probe in this time is reported

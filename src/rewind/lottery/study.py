@@ -15,6 +15,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,6 +120,10 @@ class Study:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
     def _update_record(self, **changes: Any) -> None:
+        from ..train.ddp import launched
+
+        if launched() and os.environ.get("RANK", "0") != "0":
+            return  # under DDP, rank 0 writes the store
         with self._record_lock():
             rec = self.record()
             for k, v in changes.items():

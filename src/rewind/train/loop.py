@@ -9,6 +9,7 @@ an uninterrupted one.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import math
@@ -23,10 +24,11 @@ import torch
 from torch.nn import functional as F
 
 from ..data import augment, batch_indices, iterations_per_epoch, load_data
-from ..data.tensors import to_float
+from ..data.tensors import shard_rows, to_float
 from ..models import create_model
 from ..spec import Spec, SpecError
 from ..store import RunDir, Store, notice, tensor_digest
+from .ddp import SINGLE, Single, data_parallel
 from .optim import load_optimizer_tensors, lr_at, make_optimizer, optimizer_tensors
 
 
@@ -91,6 +93,8 @@ class TrainOptions:
     ray_address: str | None = None   # ray: None starts Ray on this machine (or joins $RAY_ADDRESS); auto; HOST:PORT
     cpus_per_task: int = 1           # ray: CPUs (and torch threads) of each task
     gpus_per_task: float = 0.0       # ray: GPUs of each task (> 0 trains on the task's GPU)
+    ddp: bool = False                # this process is one rank of a torchrun world training each member (ddp.py)
+    ddp_batchnorm: str = "sync"      # ddp: sync (global-batch statistics, as one process) | local (per rank)
     on_iteration: Callable[[RunDir, int], None] | None = None  # called after each step (tests, probes)
     on_event: Callable[[RunDir, str], None] | None = None      # called at "finishing" (last checkpoint written),
                                                                # "metrics-written", "done-written" (fault tests)
@@ -118,7 +122,7 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _progress_enabled(opts: TrainOptions) -> bool:
+def progress_enabled(opts: TrainOptions) -> bool:
     return not opts.quiet and not os.environ.get("CI") and sys.stderr.isatty()
 
 
@@ -202,13 +206,17 @@ def _state_tensors(model, opt, mask) -> dict[str, torch.Tensor]:
 
 def train_member(member: Member, store: Store, opts: TrainOptions) -> RunDir:
     run = store.run(member.key)
-    if run.done:
+    dp = data_parallel(opts)  # under DDP every rank trains, rank 0 alone locks and writes
+    if dp.agree(run.done):
         return run
-    with run.lock():
-        if run.done:  # another process finished it while we waited
+    with run.lock() if dp.writes else contextlib.nullcontext():
+        if dp.agree(run.done):  # another process finished it while we waited
             return run
-        run.reset_if_damaged()
-        _train_locked(member, run, opts)
+        if dp.writes:
+            run.reset_if_damaged()
+        dp.barrier()
+        _train_locked(member, run, opts, dp)
+    dp.barrier()  # every rank sees the finished run
     return run
 
 
@@ -327,7 +335,7 @@ def _altered(spec: Spec, data, root) -> tuple:
     return xtr, ytr, xte, yte, classes
 
 
-def prepare(members: list[Member], runs: list[RunDir], opts: TrainOptions) -> Prepared:
+def prepare(members: list[Member], runs: list[RunDir], opts: TrainOptions, write: bool = True) -> Prepared:
     spec = members[0].spec
     data, ipe, total = check_spec(spec, opts, tuple(m.start for m in members))
     streaming = getattr(data, "streaming", False)
@@ -338,7 +346,7 @@ def prepare(members: list[Member], runs: list[RunDir], opts: TrainOptions) -> Pr
         tensors = _altered(spec, data, data_root(opts.data_root))
     else:
         tensors = None
-    for m, run in zip(members, runs):
+    for m, run in zip(members if write else [], runs):
         run.write_spec(m.spec_doc(), {"kind": m.kind, "preset": m.preset, "member": m.index, **m.origin})
     device, dtype = resolve_device(opts.device), dtype_of(spec)
     n, bs = len(data.y_train), spec.data.batch_size
@@ -353,22 +361,29 @@ def prepare(members: list[Member], runs: list[RunDir], opts: TrainOptions) -> Pr
                     yte.to(device), len(ytr), bs, iterations_per_epoch(len(ytr), bs), total, classes)
 
 
-def training_batches(pr: Prepared, spec: Spec, start: int, opts: TrainOptions):
-    """(inputs, labels) of iterations start, start + 1, ... on the device: indexed from the
-    tensors in memory, or streamed from files by DataLoader workers (ImageNet)."""
+def training_batches(pr: Prepared, spec: Spec, start: int, opts: TrainOptions, part: tuple[int, int] | None = None):
+    """(inputs, labels, rows of the global batch) of iterations start, start + 1, ... on the
+    device: indexed from the tensors in memory, or streamed from files by DataLoader workers
+    (ImageNet). ``part`` = (rank, world) of a data-parallel group: that rank's rows of each global
+    batch, drawn and augmented as one process would, then cut (from files only they are read)."""
     if pr.x_train is not None:
         for t in range(start, pr.total):
             idx = batch_indices(t, pr.n, pr.batch_size, spec.seeds.data_order).to(pr.device)
-            yield augment.apply(spec.data.augment, pr.batch_inputs(pr.x_train[idx]), spec.seeds.augment, t), \
-                pr.y_train[idx]
+            x = augment.apply(spec.data.augment, pr.batch_inputs(pr.x_train[idx]), spec.seeds.augment, t)
+            if part is None:
+                yield x, pr.y_train[idx], len(idx)
+            else:
+                rows = shard_rows(len(idx), part)
+                yield x[rows], pr.y_train[idx][rows], len(idx)
         return
     from ..data import imagenet
 
     batches = imagenet.TrainBatches(pr.data, start, pr.total, pr.batch_size, spec.seeds.data_order,
-                                    spec.data.augment, spec.seeds.augment)
+                                    spec.data.augment, spec.seeds.augment, part)
     for t, (it, x, y) in enumerate(imagenet.loader(batches, data_workers(opts), pr.device.type == "cuda"), start):
         assert it == t, (it, t)
-        yield imagenet.normalise(x.to(pr.device, non_blocking=True), pr.dtype), y.to(pr.device)
+        n = len(batch_indices(t, pr.n, pr.batch_size, spec.seeds.data_order))
+        yield imagenet.normalise(x.to(pr.device, non_blocking=True), pr.dtype), y.to(pr.device), n
 
 
 def evaluate_split(model, pr: Prepared, split: str, opts: TrainOptions) -> tuple[float, float]:
@@ -422,9 +437,9 @@ def _hooks(member: Member, run: RunDir, model, ipe: int, total: int, iteration: 
     return hooks
 
 
-def _train_locked(member: Member, run: RunDir, opts: TrainOptions) -> None:
+def _train_locked(member: Member, run: RunDir, opts: TrainOptions, dp: Single = SINGLE) -> None:
     spec = member.spec
-    pr = prepare([member], [run], opts)
+    pr = prepare([member], [run], opts, write=dp.writes)
     data, device, dtype = pr.data, pr.device, pr.dtype
     ipe, total = pr.ipe, pr.total
 
@@ -457,14 +472,14 @@ def _train_locked(member: Member, run: RunDir, opts: TrainOptions) -> None:
     evals, ckpts = schedule_points(spec, ipe, member.start, total)
     if not opts.evaluate:
         evals = set()
-    hooks = _hooks(member, run, model, ipe, total, iteration, tensors)
+    hooks = _hooks(member, run, model, ipe, total, iteration, tensors) if dp.writes else []
     for h in hooks:
         evals |= h.evaluations
     params_by_name = dict(model.named_parameters())
     started = time.time()
     last_resume_time, last_resume_it = time.time(), iteration
     bar = None
-    if _progress_enabled(opts):
+    if progress_enabled(opts):
         from tqdm import tqdm
 
         bar = tqdm(total=total, initial=iteration, desc=f"{member.kind} {run.key[:8]}", leave=False, unit="it")
@@ -477,12 +492,13 @@ def _train_locked(member: Member, run: RunDir, opts: TrainOptions) -> None:
 
     model.train()
     diverged, last_loss = None, None
-    forward = torch.compile(model) if opts.compile else model
-    batches = training_batches(pr, spec, iteration, opts)
+    forward = dp.wrap(model)
+    forward = torch.compile(forward) if opts.compile else forward
+    batches = training_batches(pr, spec, iteration, opts, dp.part)
     while True:
-        if iteration in evals:
+        if iteration in evals and dp.writes:
             record(iteration)
-        if iteration in ckpts:
+        if iteration in ckpts and dp.writes:
             run.save_checkpoint(iteration, _state_tensors(model, opt, mask))
         for h in hooks:
             h.at(iteration, params_by_name)
@@ -491,10 +507,10 @@ def _train_locked(member: Member, run: RunDir, opts: TrainOptions) -> None:
         lr = lr_at(spec.train, iteration, ipe)
         for group in opt.param_groups:
             group["lr"] = lr
-        xb, yb = next(batches)
+        xb, yb, n = next(batches)
         with autocast(spec, device):
-            loss = F.cross_entropy(forward(xb), yb)
-        value = loss.item()
+            loss = dp.loss(forward(xb), yb, n)
+        value = dp.value(loss)
         if not math.isfinite(value):  # divergence is a result: the member stops here
             diverged = divergence(iteration, last_loss)
             break
@@ -518,7 +534,7 @@ def _train_locked(member: Member, run: RunDir, opts: TrainOptions) -> None:
             bar.update(1)
         if opts.on_iteration is not None:
             opts.on_iteration(run, iteration)
-        if iteration < total and all(h.may_resume_at(iteration) for h in hooks) and (
+        if dp.writes and iteration < total and all(h.may_resume_at(iteration) for h in hooks) and (
             iteration - last_resume_it >= opts.resume_every or time.time() - last_resume_time >= opts.resume_seconds
         ):
             state = _state_tensors(model, opt, mask)
@@ -531,8 +547,10 @@ def _train_locked(member: Member, run: RunDir, opts: TrainOptions) -> None:
     for h in hooks:
         h.finish(diverged is not None)
 
-    _finish(run, rows, total, member.start, round(time.time() - started, 3), device,
-            engine="sequential+compile" if opts.compile else "sequential", diverged=diverged, opts=opts)
+    if dp.writes:
+        finish_run(run, rows, total, member.start, round(time.time() - started, 3), device,
+                engine="sequential+compile" if opts.compile else "sequential", diverged=diverged, opts=opts,
+                extra=dp.record())
 
 
 def divergence(iteration: int, last_loss) -> dict:
@@ -540,8 +558,8 @@ def divergence(iteration: int, last_loss) -> dict:
     return {"diverged_at": iteration, "last_finite_loss": None if last_loss is None else float(last_loss)}
 
 
-def _finish(run: RunDir, rows: list[dict], total: int, start: int, seconds: float, device, engine: str,
-            diverged: dict | None = None, opts: TrainOptions | None = None) -> None:
+def finish_run(run: RunDir, rows: list[dict], total: int, start: int, seconds: float, device, engine: str,
+            diverged: dict | None = None, opts: TrainOptions | None = None, extra: dict | None = None) -> None:
     hook = None
     if opts is not None and opts.on_event is not None:
         opts.on_event(run, "finishing")
@@ -552,6 +570,7 @@ def _finish(run: RunDir, rows: list[dict], total: int, start: int, seconds: floa
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch": torch.__version__, "engine": engine, "final": final, "threads": torch.get_num_threads(),
         "host": socket.gethostname(), "pid": os.getpid(),  # where it finished (a cluster's runs say which node)
+        **(extra or {}),
     }
     if diverged is not None:
         summary.update(status="diverged", **diverged)

@@ -27,7 +27,7 @@ from .. import rng
 from ..data import augment, iterations_per_epoch
 from ..models import create_model
 from ..store import RunDir, Store
-from .loop import Member, TrainOptions, _finish, _progress_enabled, autocast, divergence, prepare, schedule_points
+from .loop import Member, TrainOptions, finish_run, progress_enabled, autocast, divergence, prepare, schedule_points
 from .optim import lr_at
 
 
@@ -281,7 +281,7 @@ def _train_locked(members: list[Member], runs: list[RunDir], opts: TrainOptions)
     started = time.time()
     last_resume_time, last_resume_it = time.time(), min(positions)
     bar = None
-    if _progress_enabled(opts):
+    if progress_enabled(opts):
         from tqdm import tqdm
 
         bar = tqdm(total=total, initial=min(positions), desc=f"{members[0].kind} x{k}", leave=False, unit="it")
@@ -308,7 +308,7 @@ def _train_locked(members: list[Member], runs: list[RunDir], opts: TrainOptions)
                     for i in bad:
                         last = previous[1][previous[0].index(i)].item() if i in previous[0] else None
                         positions[i] = None
-                        _finish(runs[i], rows[i], total, members[i].start, round(time.time() - started, 3), device,
+                        finish_run(runs[i], rows[i], total, members[i].start, round(time.time() - started, 3), device,
                                 engine=f"vectorised(K={k})", diverged=divergence(t, last), opts=opts)
                     here = [i for i in here if i not in bad]
                     if here:
@@ -331,7 +331,7 @@ def _train_locked(members: list[Member], runs: list[RunDir], opts: TrainOptions)
     seconds = round(time.time() - started, 3)
     for i, m in enumerate(members):
         if positions[i] is not None:
-            _finish(runs[i], rows[i], total, m.start, seconds, device, engine=f"vectorised(K={k})", opts=opts)
+            finish_run(runs[i], rows[i], total, m.start, seconds, device, engine=f"vectorised(K={k})", opts=opts)
 
 
 def cross_entropy(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
