@@ -20,3 +20,22 @@ def test_worker_processes_give_the_bits_of_serial_execution(tmp_path):
         a, b = p.load(80), s.load(80)
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
         assert p.metrics().equals(s.metrics())
+
+
+def test_autograd_stacks_split_across_processes_keep_their_bits(tmp_path):
+    """A convolutional population is cut into the chunks one process would stack (here 2 + 1
+    members), so worker processes with the same thread count give the same bits."""
+    spec = rewind.get_preset("mnist1d_conv").spec.replace(**{"train.steps": "40it", "train.eval_every": "20it"})
+    members = [Member(spec.replace(**{"seeds.init": i, "seeds.data_order": i})) for i in range(3)]
+    here = train_population(members, Store(tmp_path / "here"), TrainOptions(quiet=True, threads=1, chunk=2,
+                                                                             engine="vectorised"))
+    split = train_population(members, Store(tmp_path / "split"),
+                             TrainOptions(quiet=True, threads=1, chunk=2, engine="vectorised", executor="processes",
+                                          workers=2))
+    assert {r.summary()["pid"] for r in split} != {r.summary()["pid"] for r in here}  # trained elsewhere
+    assert len({r.summary()["pid"] for r in split}) == 2
+    for a, b in zip(here, split):
+        assert a.summary()["engine"] == b.summary()["engine"]
+        wa, wb = a.load(40), b.load(40)
+        assert all(torch.equal(wa[k], wb[k]) for k in wa)
+        assert a.metrics().equals(b.metrics())

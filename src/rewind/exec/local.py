@@ -1,11 +1,10 @@
 """Independent jobs in parallel worker processes on one machine.
 
-Each worker runs with one torch thread. This is only used for vectorised
-populations: their results do not depend on the number of threads (checked
-bit for bit in the tests), whereas the sequential engine's float32 results do
-(MKL splits small matrix products differently with 1 and 2 threads). So a
-population split across workers ends bit-identical to the same parts trained
-one after another in one process.
+Each worker runs with ``--threads`` torch threads (default one). Only vectorised populations are
+split, into parts that leave every member's bits unchanged (population.split_stacks): the
+hand-differentiated MLPs' results depend neither on the stack nor on the thread count (checked bit
+for bit in the tests); autograd stacks are cut into the chunks one process would stack, and match
+one process run with the same ``--threads``.
 """
 from __future__ import annotations
 
@@ -13,10 +12,10 @@ import dataclasses
 import multiprocessing
 
 
-def _init_worker() -> None:
+def _init_worker(threads: int) -> None:
     import torch
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
 
 
 def _train_part(members, root: str, opts) -> list[str]:
@@ -29,8 +28,8 @@ def _train_part(members, root: str, opts) -> list[str]:
 def run_parallel(parts: list, store, opts) -> list:
     """Train each part (a list of members) with the vectorised engine in its own worker process;
     returns the parts' run directories in order. Callbacks do not cross processes."""
-    worker_opts = dataclasses.replace(opts, on_iteration=None, on_event=None, workers=1, threads=1, executor="local")
+    worker_opts = dataclasses.replace(opts, on_iteration=None, on_event=None, workers=1, threads=opts.threads or 1, executor="local")
     ctx = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
-    with ctx.Pool(len(parts), initializer=_init_worker) as pool:
+    with ctx.Pool(len(parts), initializer=_init_worker, initargs=(worker_opts.threads,)) as pool:
         keys = pool.starmap(_train_part, [(part, str(store.root), worker_opts) for part in parts])
     return [[store.run(k) for k in ks] for ks in keys]

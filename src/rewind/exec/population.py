@@ -49,11 +49,39 @@ def train_here(members: list[Member], store: Store, opts: TrainOptions) -> list[
     if choose_engine(members, opts) == "vectorised":
         pending = [m for m in members if not store.run(m.key).done]
         workers = opts.workers if opts.executor != "processes" or opts.workers > 1 else usable_cpus()
-        if workers > 1 and len(pending) > 1:
-            n = min(workers, len(pending))
-            run_parallel([pending[i::n] for i in range(n)], store, opts)
+        parts = split_stacks(pending, opts, workers) if workers > 1 else []
+        if len(parts) > 1:
+            run_parallel(parts, store, opts)
         return train_vectorised(members, store, opts)
     return [train_member(m, store, opts) for m in members]
+
+
+def split_stacks(pending: list, opts: TrainOptions, slots: int) -> list[list]:
+    """A vectorised population (its unfinished members, or Work items holding them) cut into parts
+    for ``slots`` processes or tasks without changing any member's bits. The hand-differentiated
+    MLPs compute each member's step independently of its companions and of the thread count
+    (tested), so any split will do: one part per slot. Autograd stacks (convolutions grouped over
+    the members, BatchNorm over all their channels) pick kernels by the stack's size, so the parts
+    are exactly the chunks this process would stack (``opts.chunk`` members, in order)."""
+    members = [getattr(p, "member", p) for p in pending]
+    if not members:
+        return []
+    if stack_invariant(members[0].spec, opts):
+        n = max(1, min(slots, len(pending)))
+        return [pending[i::n] for i in range(n)]
+    size = max(1, opts.chunk)
+    return [pending[i:i + size] for i in range(0, len(pending), size)]
+
+
+def stack_invariant(spec, opts: TrainOptions) -> bool:
+    """Whether the vectorised engine's result for a member is the same whatever it is stacked with
+    and however many threads run it (the hand-written backward pass, outside bf16 autocast)."""
+    if spec.train.precision == "bf16":
+        return False
+    data = load_data(spec.data, opts.data_root)
+    with torch.device("meta"):
+        model = create_model(spec.model, data.input_shape, data.num_classes, seed=0, initialise_weights=False)
+    return bool(model.hand_differentiated)
 
 
 def fixed_engine(members: list[Member], opts: TrainOptions) -> TrainOptions:

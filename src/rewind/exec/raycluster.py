@@ -22,7 +22,7 @@ from pathlib import Path
 from ..spec import SpecError
 from ..store import Store, notice
 from ..train.loop import TrainOptions
-from .population import Engines, by_group
+from .population import Engines, by_group, split_stacks
 
 TASK_RETRIES = 3          # retries of a task whose worker process or node died
 PROBE_TIMEOUT_S = 120.0   # a node that cannot run the store probe in this time is reported
@@ -195,8 +195,7 @@ def run_plan_on_ray(plan, store: Store, opts: TrainOptions) -> None:
                 else:
                     todo.append(w)
             if chosen.engine == "vectorised":
-                n = max(1, min(slots, len(todo)))
-                parts = [todo[i::n] for i in range(n)]
+                parts = split_stacks(todo, opts, slots)
             else:
                 parts = [[w] for w in todo]
             task = dataclasses.replace(base, engine=chosen.engine)
