@@ -122,7 +122,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="rewind-cluster-"))
     args = demo_args(a.steps, a.levels)
     t_local = timed([*args, "--root", str(tmp / "local"), "--threads", "2"])
-    timed([*args, "--root", str(tmp / "local1"), "--threads", "1"])  # the reference for the bits: tasks have 1 thread
+    t_local1 = timed([*args, "--root", str(tmp / "local1"), "--threads", "1"])  # the bits' reference: tasks have 1 thread
     address = start_cluster()
     try:
         t_ray = timed([*args, "--root", str(tmp / "ray"), "--executor", "ray", "--ray-address", address])
@@ -143,7 +143,7 @@ def main() -> None:
     same2 = tidy(tmp / "local").equals(tidy(tmp / "ray"))
     runs = len(Store(tmp / "ray").runs())
     print(f"demo study ({a.levels} levels, train.steps={a.steps}, {runs} runs): local (1 process, 2 threads) "
-          f"{t_local:.1f} s; ray (2 nodes x 1 CPU, loopback) {t_ray:.1f} s; ray / local = {t_ray / t_local:.2f}; "
+          f"{t_local:.1f} s, with 1 thread {t_local1:.1f} s; ray (2 nodes x 1 CPU, loopback) {t_ray:.1f} s; ray / local = {t_ray / t_local:.2f}; "
           f"results equal to local with --threads 1: {same}, with 2 threads: {same2}")
     print(f"Ray task overhead (a done member per task, {a.tasks} tasks): {per_task * 1000:.1f} ms per task")
     run_s = 62_500 * a.resnet20_step_ms / 1000  # cifar_resnet_20: 160 epochs = 62.5K iterations
