@@ -1,5 +1,3 @@
-import os
-
 import torch
 
 import rewind
@@ -24,38 +22,20 @@ def test_worker_processes_give_the_bits_of_serial_execution(tmp_path):
         assert p.metrics().equals(s.metrics())
 
 
-def _same_bits(a, b, step):
-    wa, wb = a.load(step), b.load(step)
-    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
-    assert a.metrics().equals(b.metrics())
-
-
 def test_autograd_stacks_split_across_processes_keep_their_bits(tmp_path):
-    """A population of an autograd stack (the 1-D CNN with BatchNorm: vmap) is cut into the chunks
-    one process would stack (here 2 + 1 members), so worker processes with the same thread count
-    give the same bits."""
-    spec = rewind.get_preset("mnist1d_conv").spec.replace(**{"train.steps": "40it", "train.eval_every": "20it",
-                                                             "model.batchnorm": True, "model.widths": "8,8"})
+    """A convolutional population is cut into the chunks one process would stack (here 2 + 1
+    members), so worker processes with the same thread count give the same bits."""
+    spec = rewind.get_preset("mnist1d_conv").spec.replace(**{"train.steps": "40it", "train.eval_every": "20it"})
     members = [Member(spec.replace(**{"seeds.init": i, "seeds.data_order": i})) for i in range(3)]
     here = train_population(members, Store(tmp_path / "here"), TrainOptions(quiet=True, threads=1, chunk=2,
                                                                              engine="vectorised"))
     split = train_population(members, Store(tmp_path / "split"),
                              TrainOptions(quiet=True, threads=1, chunk=2, engine="vectorised", executor="processes",
                                           workers=2))
-    assert len({r.summary()["pid"] for r in split}) == 2 and os.getpid() not in {r.summary()["pid"] for r in split}
+    assert {r.summary()["pid"] for r in split} != {r.summary()["pid"] for r in here}  # trained elsewhere
+    assert len({r.summary()["pid"] for r in split}) == 2
     for a, b in zip(here, split):
         assert a.summary()["engine"] == b.summary()["engine"]
-        _same_bits(a, b, 40)
-
-
-def test_hand_written_convolutions_give_the_same_bits_in_any_stack_and_thread_count(tmp_path):
-    """The 1-D CNN's hand-written stack: three members stacked in one 2-thread process equal the
-    same members split 2 + 1 across one-thread worker processes."""
-    spec = rewind.get_preset("mnist1d_conv").spec.replace(**{"train.steps": "40it", "train.eval_every": "20it"})
-    members = [Member(spec.replace(**{"seeds.init": i, "seeds.data_order": i})) for i in range(3)]
-    here = train_population(members, Store(tmp_path / "here"), TrainOptions(quiet=True, threads=2))
-    split = train_population(members, Store(tmp_path / "split"), TrainOptions(quiet=True, executor="processes",
-                                                                              workers=2))
-    assert here[0].summary()["engine"] == "vectorised(K=3)" and split[0].summary()["engine"] == "vectorised(K=2)"
-    for a, b in zip(here, split):
-        _same_bits(a, b, 40)
+        wa, wb = a.load(40), b.load(40)
+        assert all(torch.equal(wa[k], wb[k]) for k in wa)
+        assert a.metrics().equals(b.metrics())

@@ -100,33 +100,6 @@ def test_hand_written_gradient_equals_autograd(name):
     assert stacked.forward(model._layers(), params, x).shape == (k, b, 10)
 
 
-@pytest.mark.parametrize("name, widths, shape", [("conv1d", "32,32,32", (40,)), ("conv1d", "8,16", (37,)),
-                                                 ("digits_cnn", "16,32", (1, 8, 8)), ("digits_cnn", "4", (3, 6, 6))])
-def test_hand_written_convolution_gradient_equals_autograd(name, widths, shape):
-    """The 1-D CNN and the digits CNN through im2col and bmm (models/stacked_conv.py): strides,
-    padding, an odd length, max-pooling, several input channels; losses and gradients to 1e-12."""
-    spec = rewind.get_preset("mnist1d_conv").spec.replace(**{"model.name": name, "model.widths": widths})
-    model = create_model(spec.model, shape, 10, seed=0).double()
-    assert model.hand_differentiated
-    g = torch.Generator().manual_seed(1)
-    k, b = 3, 5
-    params = {n: torch.randn(k, *p.shape, generator=g, dtype=torch.float64) * 0.5
-              for n, p in model.named_parameters()}
-    x = torch.randn(k, b, *shape, generator=g, dtype=torch.float64)
-    y = torch.randint(0, 10, (k, b), generator=g)
-    grads = {n: torch.full_like(p, float("nan")) for n, p in params.items()}
-    losses = model.stacked_grad(params, x, y, grads)
-    leaves = {n: p.clone().requires_grad_(True) for n, p in params.items()}
-    call = lambda j, xb: torch.func.functional_call(model, {n: v[j] for n, v in leaves.items()}, (xb,))  # noqa: E731
-    each = [torch.nn.functional.cross_entropy(call(j, x[j]), y[j]) for j in range(k)]
-    torch.testing.assert_close(losses, torch.stack(each).detach(), rtol=1e-12, atol=1e-14)
-    expected = dict(zip(leaves, torch.autograd.grad(sum(each), list(leaves.values()))))
-    for n in params:
-        torch.testing.assert_close(grads[n], expected[n], rtol=1e-12, atol=1e-14)
-    shared = model.stacked_forward(params, x[0], shared=True)
-    torch.testing.assert_close(shared, torch.stack([call(j, x[0]) for j in range(k)]).detach(), rtol=1e-12, atol=1e-13)
-
-
 def test_a_members_result_does_not_depend_on_its_population(tmp_path):
     spec = spec_for(**MODELS["batchnorm"])
     members = population(spec)
@@ -190,8 +163,7 @@ def test_engine_choice(tmp_path):
     big_cnn = spec.replace(**{"model.name": "conv1d", "model.widths": "64,128,256"})
     assert choose_engine(population(big_mlp), opts) == "vectorised"
     assert choose_engine(population(big_mlp.replace(**{"model.batchnorm": True})), opts) == "sequential"
-    assert choose_engine(population(big_cnn), opts) == "vectorised"   # conv1d without BatchNorm: hand-written
-    assert choose_engine(population(big_cnn.replace(**{"model.batchnorm": True})), opts) == "sequential"
+    assert choose_engine(population(big_cnn), opts) == "sequential"
     assert choose_engine(population(spec), TrainOptions(compile=True)) == "sequential"
     with pytest.raises(ValueError, match="compile"):
         choose_engine(population(spec), TrainOptions(compile=True, engine="vectorised"))

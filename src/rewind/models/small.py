@@ -9,7 +9,6 @@ from torch.nn import functional as F
 
 from ..spec import ModelSpec
 from . import stacked
-from .stacked_conv import ConvStack
 from .base import RewindModel, register_model
 
 
@@ -33,7 +32,7 @@ class MLP(stacked.ReLUStack, RewindModel):
         return self.out(x)
 
 
-class Conv1dNet(ConvStack, RewindModel):
+class Conv1dNet(RewindModel):
     """1-D CNN for MNIST-1D: a stride-1 conv, then stride-2 convs, then a linear classifier."""
 
     def __init__(self, length: int, widths: tuple[int, ...], num_classes: int, batchnorm: bool = False):
@@ -46,15 +45,7 @@ class Conv1dNet(ConvStack, RewindModel):
             c_in = w
         self.convs = nn.ModuleList(convs)
         self.norms = _norms(nn.BatchNorm1d, widths, batchnorm)
-        self.batchnorm = batchnorm
         self.out = nn.Linear(c_in * length, num_classes)
-
-    def conv_ops(self) -> list:
-        ops = []
-        for i, conv in enumerate(self.convs):
-            ops += [("conv", f"convs.{i}.weight", f"convs.{i}.bias", conv.kernel_size[0], conv.stride[0],
-                     conv.padding[0]), ("relu",)]
-        return ops + [("linear", "out.weight", "out.bias")]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.reshape(x.shape[0], 1, -1)
@@ -63,7 +54,7 @@ class Conv1dNet(ConvStack, RewindModel):
         return self.out(x.flatten(1))
 
 
-class DigitsCNN(ConvStack, RewindModel):
+class DigitsCNN(RewindModel):
     """Two 3x3 convs, 2x2 max-pool, linear classifier (8x8 inputs)."""
 
     def __init__(self, in_channels: int, side: int, widths: tuple[int, ...], num_classes: int):
@@ -74,17 +65,6 @@ class DigitsCNN(ConvStack, RewindModel):
             c_in = w
         self.convs = nn.ModuleList(convs)
         self.out = nn.Linear(c_in * (side // 2) ** 2, num_classes)
-        self.side = side
-
-    spatial_dims = 2
-
-    def conv_ops(self) -> list:
-        if self.side % 2:
-            raise ValueError("the stacked digits CNN pools 2x2 windows of an even side")
-        ops = []
-        for i, _ in enumerate(self.convs):
-            ops += [("conv", f"convs.{i}.weight", f"convs.{i}.bias", 3, 1, 1), ("relu",)]
-        return ops + [("maxpool2",), ("linear", "out.weight", "out.bias")]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for conv in self.convs:

@@ -73,20 +73,6 @@ def grad(layers: Layers, params: dict[str, torch.Tensor], x: torch.Tensor, y: to
     sum_k mean_b cross_entropy(f_k(x[k, b]), y[k, b]); return the K members' mean losses."""
     inputs: list[torch.Tensor] = []
     out = forward(layers, params, x, keep=inputs)
-    losses, d = cross_entropy_backward(out, y)
-    for i in range(len(layers) - 1, -1, -1):
-        w, bias = layers[i]
-        torch.bmm(d.transpose(1, 2), inputs[i], out=grads[w])
-        torch.sum(d, 1, out=grads[bias])
-        if i > 0:
-            # inputs[i] is the ReLU output of layer i - 1: zero exactly where the ReLU was off
-            d = torch.ops.aten.threshold_backward(torch.bmm(d, params[w]), inputs[i], 0)
-    return losses
-
-
-def cross_entropy_backward(out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean cross-entropy of each member [K] and its gradient with respect to the logits
-    [K, B, classes] (computed in place in ``out``)."""
     k, b, c = out.shape
     # d loss / d logits = (softmax - onehot) / B, per member; the loss itself comes almost free
     z = out.sub_(out.amax(-1, keepdim=True))
@@ -97,4 +83,12 @@ def cross_entropy_backward(out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Te
     p.div_(total)
     flat = p.view(k * b, c)
     flat.scatter_add_(1, y.reshape(-1, 1), torch.full((k * b, 1), -1.0, dtype=p.dtype, device=p.device))
-    return losses, p.div_(b)
+    d = p.div_(b)
+    for i in range(len(layers) - 1, -1, -1):
+        w, bias = layers[i]
+        torch.bmm(d.transpose(1, 2), inputs[i], out=grads[w])
+        torch.sum(d, 1, out=grads[bias])
+        if i > 0:
+            # inputs[i] is the ReLU output of layer i - 1: zero exactly where the ReLU was off
+            d = torch.ops.aten.threshold_backward(torch.bmm(d, params[w]), inputs[i], 0)
+    return losses
