@@ -39,6 +39,8 @@ def test_two_ranks_equal_one_process_on_the_same_global_batches(tmp_path):
     assert (one.metrics()["value"] - ddp.metrics()["value"]).abs().max() < 1e-10
     record = ddp.summary()
     assert record["ddp"] == {"world_size": 2, "backend": "gloo", "batchnorm": "sync"}
+    assert set(rewind.results(tmp_path / "ddp")["ddp"]) == {2}  # a column of `rewind results`
+    assert rewind.results(tmp_path / "one")["ddp"].isna().all()
     # per-rank statistics are another computation, and measurably so
     cli(*args, "--root", str(tmp_path / "local"), "--ddp", "2", "--ddp-batchnorm", "local")
     (local,) = Store(tmp_path / "local").runs()

@@ -15,12 +15,19 @@ from .runs import RunDamaged, Store, notice
 
 COLUMNS = ["run", "kind", "preset", "member", "seed", "step", "split", "metric", "value"]
 LABELS = ["study", "replicate", "level", "density", "rewind_step", "rewind_iteration", "branch", "branch_params",
-          "copy", "pair", "alpha", "bn_reset", "layer", "model", "device", "precision", "engine", "threads", "status",
+          "copy", "pair", "alpha", "bn_reset", "layer", "model", "device", "precision", "engine", "threads", "ddp", "status",
           "pretrain", "pretrain_steps", "pretrain_params", "example", "linear_model", "linear_params", "claim", "test",
           "verdict", "claim_verdict"]
 # columns read from each run's spec rather than from the labels a study or command gave it
-FROM_SPEC = ("layer", "model", "device", "precision", "engine", "threads", "status", "pretrain", "pretrain_steps",
+FROM_SPEC = ("layer", "model", "device", "precision", "engine", "threads", "ddp", "status", "pretrain", "pretrain_steps",
              "pretrain_params")
+
+
+def run_columns(record: dict) -> dict:
+    """How a run was trained, from its DONE record: device, engine, threads, and ddp (the number of
+    data-parallel processes; None for one process)."""
+    return {"device": record.get("device"), "engine": record.get("engine"), "threads": record.get("threads"),
+            "ddp": (record.get("ddp") or {}).get("world_size")}
 
 
 def pretrain_columns(spec: dict) -> dict:
@@ -103,8 +110,8 @@ def _instability_frames(store: Store, runs: dict, damage: _Damage) -> list[pd.Da
             for col in LABELS:
                 if col != "alpha":
                     df[col] = labels.get(col) if col != "study" else rec["key"]
-            for col in ("device", "engine", "threads"):
-                df[col] = record.get(col)
+            for col, v in run_columns(record).items():
+                df[col] = v
             df["precision"] = spec.get("train", {}).get("precision", "float32")
             df["status"] = "done"
             for col, v in pretrain_columns(spec).items():
@@ -231,7 +238,7 @@ def results_table(store: Store, keys: set[str] | None = None, analyses: bool = T
                    "member": meta.get("member", 0), "seed": spec.get("seeds", {}).get("init")}
             row.update({col: labels.get(col) for col in LABELS if col not in FROM_SPEC})
             row.update(pretrain_columns(spec))
-            row.update({col: record.get(col) for col in ("device", "engine", "threads")})
+            row.update(run_columns(record))
             row["precision"] = spec.get("train", {}).get("precision", "float32")
             row["status"] = health[key].status
             m = base.drop(columns=[c for c in row if c in base.columns]).assign(_label=len(label_rows))
