@@ -172,12 +172,15 @@ def data_workers(opts: TrainOptions) -> int:
     return min(8, os.cpu_count() or 1) if opts.data_workers is None else opts.data_workers
 
 
-def streamed_batches(data, split: str, device: torch.device, dtype: torch.dtype, opts: TrainOptions):
+def streamed_batches(data, split: str, device: torch.device, dtype: torch.dtype, opts: TrainOptions,
+                     part: tuple[int, int] | None = None):
     """Evaluation batches of a streamed dataset (ImageNet: centre crops; the train split is a
-    fixed sample, see data/imagenet.py), normalised on the device."""
+    fixed sample, see data/imagenet.py), normalised on the device; ``part``: a rank's share."""
     from ..data import imagenet
 
     files, labels = data.eval_files(split)
+    rows = shard_rows(len(files), part)
+    files, labels = files[rows], labels[rows]
     dataset = imagenet.EvalBatches(data, files, labels, max(1, min(opts.eval_batch, 256)))
     for x, y in imagenet.loader(dataset, data_workers(opts), device.type == "cuda"):
         yield imagenet.normalise(x.to(device), dtype), y.to(device)
@@ -386,13 +389,21 @@ def training_batches(pr: Prepared, spec: Spec, start: int, opts: TrainOptions, p
         yield imagenet.normalise(x.to(pr.device, non_blocking=True), pr.dtype), y.to(pr.device), n
 
 
-def evaluate_split(model, pr: Prepared, split: str, opts: TrainOptions) -> tuple[float, float]:
-    """Mean loss and accuracy of ``model`` on a split (streamed datasets: see data/imagenet.py)."""
+def evaluate_split(model, pr: Prepared, split: str, opts: TrainOptions, dp: Single = SINGLE) -> tuple[float, float]:
+    """Mean loss and accuracy of ``model`` on a split (streamed datasets: see data/imagenet.py).
+    Under DDP each rank evaluates its share of the examples and the per-example losses are
+    gathered, in order, to be summed as one process sums them."""
     if pr.x_train is not None:
         x, y = (pr.x_train, pr.y_train) if split == "train" else (pr.x_test, pr.y_test)
-        return evaluate(model, x, y, opts.eval_batch, pr.pixels, pr.dtype)
-    loss, acc, _ = evaluate_batches(model, streamed_batches(pr.data, split, pr.device, pr.dtype, opts))
-    return loss, acc
+        if dp.part is None:
+            return evaluate(model, x, y, opts.eval_batch, pr.pixels, pr.dtype)
+        rows = shard_rows(len(y), dp.part)
+        _, acc, per = evaluate_examples(model, x[rows], y[rows], opts.eval_batch, pr.pixels, pr.dtype)
+    else:
+        _, acc, per = evaluate_batches(model, streamed_batches(pr.data, split, pr.device, pr.dtype, opts, dp.part))
+        if dp.part is None:
+            return per.cumsum(0)[-1].item() / len(per), acc
+    return dp.gather_evaluation(per, round(acc * len(per)))
 
 
 class LoopHook:
@@ -486,7 +497,7 @@ def _train_locked(member: Member, run: RunDir, opts: TrainOptions, dp: Single = 
 
     def record(it: int) -> None:
         for split in ("train", "test"):
-            loss, acc = evaluate_split(model, pr, split, opts)
+            loss, acc = evaluate_split(model, pr, split, opts, dp)
             rows.append({"step": it, "split": split, "metric": "loss", "value": loss})
             rows.append({"step": it, "split": split, "metric": "accuracy", "value": acc})
 
@@ -496,7 +507,7 @@ def _train_locked(member: Member, run: RunDir, opts: TrainOptions, dp: Single = 
     forward = torch.compile(forward) if opts.compile else forward
     batches = training_batches(pr, spec, iteration, opts, dp.part)
     while True:
-        if iteration in evals and dp.writes:
+        if iteration in evals:
             record(iteration)
         if iteration in ckpts and dp.writes:
             run.save_checkpoint(iteration, _state_tensors(model, opt, mask))
