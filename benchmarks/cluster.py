@@ -1,6 +1,6 @@
 """The Ray executor against the local one, and what a paper-scale study would take on a cluster.
 
-    .venv/bin/python benchmarks/cluster.py [--steps 2000it] [--levels 5] [--tasks 200]
+    .venv/bin/python benchmarks/cluster.py [--steps 2000it] [--levels 5] [--tasks 200] [--chunk 16]
 
 1. The demo study (`make demo`'s lottery: mnist1d_resnet, rewind 0it and 200it, 3 replicates,
    reinit at 200it; `--levels`, `--steps` shorten it) three ways, each in a fresh store:
@@ -34,10 +34,10 @@ RAY = str(Path(sys.executable).with_name("ray"))
 ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
 
 
-def demo_args(steps: str, levels: int) -> list[str]:
+def demo_args(steps: str, levels: int, chunk: int) -> list[str]:
     return ["lottery", "--preset", "mnist1d_resnet", "--levels", str(levels), "--rewind", "0it,200it",
             "--replicates", "3", "--baselines", "reinit", "--baselines-at", "200it", "--quiet",
-            "--set", f"train.steps={steps}"]
+            "--set", f"train.steps={steps}", "--chunk", str(chunk)]
 
 
 def timed(args: list[str]) -> float:
@@ -116,11 +116,12 @@ def main() -> None:
     ap.add_argument("--steps", default="2000it")
     ap.add_argument("--levels", type=int, default=5)
     ap.add_argument("--tasks", type=int, default=200)
+    ap.add_argument("--chunk", type=int, default=16, help="members per stack (and per Ray task of a conv stack)")
     ap.add_argument("--resnet20-step-ms", type=float, default=8.80,
                     help="ResNet-20 CIFAR-10 time per iteration (benchmarks/step_time.py; 8.80 ms on an H200)")
     a = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="rewind-cluster-"))
-    args = demo_args(a.steps, a.levels)
+    args = demo_args(a.steps, a.levels, a.chunk)
     t_local = timed([*args, "--root", str(tmp / "local"), "--threads", "2"])
     t_local1 = timed([*args, "--root", str(tmp / "local1"), "--threads", "1"])  # the bits' reference: tasks have 1 thread
     address = start_cluster()
@@ -142,7 +143,7 @@ def main() -> None:
     same = tidy(tmp / "local1").equals(tidy(tmp / "ray"))
     same2 = tidy(tmp / "local").equals(tidy(tmp / "ray"))
     runs = len(Store(tmp / "ray").runs())
-    print(f"demo study ({a.levels} levels, train.steps={a.steps}, {runs} runs): local (1 process, 2 threads) "
+    print(f"demo study ({a.levels} levels, train.steps={a.steps}, --chunk {a.chunk}, {runs} runs): local (1 process, 2 threads) "
           f"{t_local:.1f} s, with 1 thread {t_local1:.1f} s; ray (2 nodes x 1 CPU, loopback) {t_ray:.1f} s; ray / local = {t_ray / t_local:.2f}; "
           f"results equal to local with --threads 1: {same}, with 2 threads: {same2}")
     print(f"Ray task overhead (a done member per task, {a.tasks} tasks): {per_task * 1000:.1f} ms per task")

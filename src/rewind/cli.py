@@ -349,6 +349,9 @@ def _engine_arg(p: argparse.ArgumentParser) -> None:
                         "only for a fixed thread count, which every run records")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the training forward pass (sequential engine; pays off on GPUs and long runs)")
+    p.add_argument("--chunk", type=int, default=16, metavar="K",
+                   help="the vectorised engine stacks at most K members at once (default 16); convolutional stacks "
+                        "are split across processes or Ray tasks in chunks of K, so a smaller K spreads them wider")
     p.add_argument("--executor", default="local", choices=("local", "processes", "ray"),
                    help="where populations train: local (this process), processes (--workers processes on this "
                         "machine), ray (tasks on a Ray cluster; pip install 'rewind[ray]')")
@@ -406,6 +409,7 @@ def _options(args, **extra):
 
     resolve_device(args.device)  # refused before anything is written
     check_range("--workers", args.workers, 1, 1024)
+    check_range("--chunk", args.chunk, 1, 4096)
     if args.threads is not None:
         check_range("--threads", args.threads, 1, 1024)
     if args.data_workers is not None:
@@ -420,7 +424,8 @@ def _options(args, **extra):
                         device=args.device, workers=args.workers, data_workers=args.data_workers,
                         compile=args.compile, threads=args.threads, executor=args.executor,
                         ray_address=args.ray_address, cpus_per_task=args.cpus_per_task,
-                        gpus_per_task=args.gpus_per_task, ddp=ddp, ddp_batchnorm=args.ddp_batchnorm, **extra)
+                        gpus_per_task=args.gpus_per_task, ddp=ddp, ddp_batchnorm=args.ddp_batchnorm,
+                        chunk=args.chunk, **extra)
     if args.executor != "ray" and (args.ray_address or args.gpus_per_task or args.cpus_per_task != 1):
         raise SpecError("--ray-address, --cpus-per-task and --gpus-per-task go with --executor ray")
     if args.executor == "ray":  # the cluster, its resources and the store checked before anything is trained
