@@ -39,6 +39,45 @@ def _env() -> dict:
     return {**os.environ, **ENV}
 
 
+def _cmdlines() -> dict[int, str]:
+    out = {}
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                out[int(p.name)] = (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                pass
+    return out
+
+
+def _stop_cluster(port: int) -> None:
+    """Stop this test's nodes only (not `ray stop`, which stops every Ray on the machine): the
+    processes that name its port or its session directory; their workers follow their raylets."""
+    import re
+
+    procs = _cmdlines()
+    sessions = {m.group(0) for c in procs.values() if f":{port}" in c or f"={port}" in c
+                for m in re.finditer(r"/tmp/ray/session_[^/ ]+", c)}
+    ours = [pid for pid, c in procs.items() if pid != os.getpid() and (f":{port}" in c or f"={port}" in c
+                                                                        or any(s in c for s in sessions))]
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in ours:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.time() + 10
+        while time.time() < deadline and any(_alive(pid) for pid in ours):
+            time.sleep(0.1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"  # zombies are gone
+    except OSError:
+        return False
+
+
 @pytest.fixture(scope="module")
 def cluster():
     """Head and one worker node, one CPU each, on the loopback address."""
@@ -55,7 +94,7 @@ def cluster():
     finally:
         if ray.is_initialized():
             ray.shutdown()
-        subprocess.run([RAY, "stop", "--force"], env=_env(), capture_output=True)
+        _stop_cluster(port)
         for k, v in old.items():
             if v is None:
                 os.environ.pop(k, None)
@@ -90,15 +129,7 @@ def test_lottery_study_on_ray_equals_the_local_executor(cluster, tmp_path):
 
 
 def _ray_task_pids() -> list[int]:
-    pids = []
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit():
-            try:
-                if (p / "cmdline").read_bytes().startswith(b"ray::train_task"):
-                    pids.append(int(p.name))
-            except OSError:
-                pass
-    return pids
+    return [pid for pid, c in _cmdlines().items() if c.startswith("ray::train_task")]
 
 
 def test_a_worker_killed_mid_task_is_retried_and_ends_bit_identical(cluster, tmp_path):
