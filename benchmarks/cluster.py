@@ -17,6 +17,9 @@
    simulating the plan: the dense runs, then each chain's levels one after another (a chain
    moves on as soon as its previous level is done), then the baseline branches. Runs queue for
    G GPUs, first come first served.
+
+It stops its loopback cluster with `ray stop --force`, which stops every Ray on the machine: run
+it where no other Ray cluster is running (the tests stop only their own nodes).
 """
 from __future__ import annotations
 
