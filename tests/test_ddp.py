@@ -108,6 +108,10 @@ def test_bad_ddp_input_is_one_line(tmp_path, extra, words):
     with pytest.raises(rewind.SpecError, match="torchrun"):
         rewind.train("mnist1d_mlp", {"train.steps": "10it"}, root=tmp_path / "s",
                      options=rewind.TrainOptions(quiet=True, ddp=True))
+    with pytest.raises(rewind.SpecError, match="probe.schedule"):  # probes are taken in one process
+        rewind.train("mnist1d_mlp", {"train.steps": "10it", "probe.schedule": "1it:3it,5it", "probe.until": "10it"},
+                     root=tmp_path / "s", options=rewind.TrainOptions(quiet=True, ddp=True))
+    assert not (tmp_path / "s").exists()
 
 
 def _relative_difference(a: dict, b: dict) -> float:

@@ -32,6 +32,9 @@ def check_population(members: list[Member], opts: TrainOptions) -> None:
                 raise ValueError("members of one population must share data, model, training and pretraining "
                                  "fields; only seeds, starting weights and masks may differ")
         check_spec(ref, opts, tuple(m.start for m in members))
+        if opts.ddp and any(m.spec.probe.schedule for m in members):
+            raise SpecError("probe.schedule: probes are not taken in data-parallel (--ddp) runs; train the "
+                            "probed run in one process")
 
 
 def set_threads(opts: TrainOptions) -> None:

@@ -560,8 +560,8 @@ def _train_locked(member: Member, run: RunDir, opts: TrainOptions, dp: Single = 
 
     if dp.writes:
         finish_run(run, rows, total, member.start, round(time.time() - started, 3), device,
-                engine="sequential+compile" if opts.compile else "sequential", diverged=diverged, opts=opts,
-                extra=dp.record())
+                   engine="sequential+compile" if opts.compile else "sequential", diverged=diverged, opts=opts,
+                   extra=dp.record())
 
 
 def divergence(iteration: int, last_loss) -> dict:

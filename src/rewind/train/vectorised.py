@@ -309,7 +309,7 @@ def _train_locked(members: list[Member], runs: list[RunDir], opts: TrainOptions)
                         last = previous[1][previous[0].index(i)].item() if i in previous[0] else None
                         positions[i] = None
                         finish_run(runs[i], rows[i], total, members[i].start, round(time.time() - started, 3), device,
-                                engine=f"vectorised(K={k})", diverged=divergence(t, last), opts=opts)
+                                   engine=f"vectorised(K={k})", diverged=divergence(t, last), opts=opts)
                     here = [i for i in here if i not in bad]
                     if here:
                         losses, _ = _step(stack, opt, here, t, lr_at(spec.train, t, ipe), orders, pr,
