@@ -115,17 +115,29 @@ def table(root) -> "object":
 
 
 def test_lottery_study_on_ray_equals_the_local_executor(cluster, tmp_path):
+    """The CLI with the local executor, and the same study from Python on the cluster."""
+    from rewind.exec import raycluster
+    from rewind.lottery import Study
+    from rewind.step import parse_steps
+
     args = [*STUDY, "--levels", "3", "--baselines", "reinit", "--set", "train.steps=60it"]
     cli(*args, "--root", str(tmp_path / "local"))
-    out = cli(*args, "--root", str(tmp_path / "ray"), "--executor", "ray", "--ray-address", cluster)
+    spec = rewind.get_preset("mnist1d_mlp").spec.replace(**{"train.steps": "60it"})
+    study = Study(spec, tuple(parse_steps("0it,20it")), "mnist1d_mlp", Store(tmp_path / "ray"))
+    opts = TrainOptions(quiet=True, executor="ray", ray_address=cluster)
+    before = dict(raycluster.SUBMITTED)
+    study.run(3, replicates=2, options=opts)
+    study.branch("reinit", [1, 2, 3], replicates=2, options=opts)
     local, on_ray = table(tmp_path / "local"), table(tmp_path / "ray")
     assert len(local) > 0
     assert local.equals(on_ray)  # every metric of every run, bit for bit
     runs = Store(tmp_path / "ray").runs()
     assert len(runs) == len(Store(tmp_path / "local").runs()) == 2 + 2 * 2 * 3 * 2  # dense + IMP + reinit
+    sent = {k: n - before.get(k, 0) for k, n in raycluster.SUBMITTED.items() if n > before.get(k, 0)}
+    assert sorted(sent) == sorted(r.key for r in runs) and set(sent.values()) == {1}  # each run sent once
     workers = {(r.summary()["host"], r.summary()["pid"]) for r in runs}
     assert len(workers) >= 2 and os.getpid() not in {pid for _, pid in workers}  # trained by the cluster
-    assert "study" in out.stdout and not list((tmp_path / "ray").glob(".rewind-probe-*"))
+    assert not list((tmp_path / "ray").glob(".rewind-probe-*"))
 
 
 def _ray_task_pids() -> list[int]:

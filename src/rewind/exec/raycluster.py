@@ -11,6 +11,7 @@ Ray is optional (``pip install 'rewind[ray]'``): it is imported only when ``exec
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import logging
@@ -27,6 +28,7 @@ from .population import Engines, by_group, split_stacks
 TASK_RETRIES = 3          # retries of a task whose worker process or node died
 PROBE_TIMEOUT_S = 120.0   # a node that cannot run the store probe in this time is reported
 _checked_stores: set[tuple[str, str]] = set()
+SUBMITTED: collections.Counter = collections.Counter()  # run key -> tasks submitted for it by this process
 
 
 class ExecutorError(SpecError):
@@ -201,6 +203,7 @@ def run_plan_on_ray(plan, store: Store, opts: TrainOptions) -> None:
             task = dataclasses.replace(base, engine=chosen.engine)
             for part in filter(None, parts):
                 inflight[remote.remote([w.member for w in part], root, task)] = part
+                SUBMITTED.update(w.member.key for w in part)
         if not inflight:
             if work:
                 continue   # work that was already in the store made more work ready
