@@ -1272,9 +1272,9 @@ def main(argv: list[str] | None = None) -> int:
                 "example-lmc": _cmd_example_lmc, "diet-lottery": _cmd_diet_lottery, "data": _cmd_data, "verify": _cmd_verify,
                 "reproduce": _cmd_reproduce, "report": _cmd_report}
     from .data.files import DataError
-    from .train.ddp import launched
+    from .train.ddp import silent_rank
 
-    quiet_rank = launched() and os.environ.get("RANK", "0") != "0"  # one rank of a torchrun world speaks
+    quiet_rank = silent_rank()  # one rank of a torchrun world speaks
     if quiet_rank:
         sys.stdout = open(os.devnull, "w")
     with warnings.catch_warnings():

@@ -15,7 +15,6 @@ import dataclasses
 import functools
 import hashlib
 import json
-import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,9 +119,9 @@ class Study:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
     def _update_record(self, **changes: Any) -> None:
-        from ..train.ddp import launched
+        from ..train.ddp import silent_rank
 
-        if launched() and os.environ.get("RANK", "0") != "0":
+        if silent_rank():
             return  # under DDP, rank 0 writes the store
         with self._record_lock():
             rec = self.record()

@@ -173,6 +173,12 @@ def launched() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def silent_rank() -> bool:
+    """Whether this process is a rank of a torchrun world other than rank 0 (which alone prints
+    and writes the store)."""
+    return launched() and os.environ.get("RANK", "0") != "0"
+
+
 _GROUP: dict = {}
 
 
