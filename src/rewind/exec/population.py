@@ -1,7 +1,8 @@
 """Populations and the engines that train them here: the sequential loop (train/loop.py, one
 member after another) or the vectorised engine (train/vectorised.py, members stacked), in this
-process or split across worker processes (local.py). ``train_population`` hands a population to
-the executor that ``TrainOptions.executor`` names; the trainer knows nothing of executors."""
+process or split across worker processes (local.py); the engine choice and how a population may
+be split without changing its bits. ``train_population`` (plan.py) hands a population to the
+executor that ``TrainOptions.executor`` names; the trainer knows nothing of executors."""
 from __future__ import annotations
 
 import dataclasses
@@ -46,8 +47,8 @@ def set_threads(opts: TrainOptions) -> None:
 
 
 def train_here(members: list[Member], store: Store, opts: TrainOptions) -> list[RunDir]:
-    """The population trained on this machine: in this process, or (vectorised, ``workers`` > 1)
-    split across one-thread worker processes."""
+    """The population trained on this machine: in this process, or (vectorised, ``workers`` > 1 or
+    the processes executor) split across worker processes."""
     set_threads(opts)
     if choose_engine(members, opts) == "vectorised":
         pending = [m for m in members if not store.run(m.key).done]
