@@ -19,6 +19,20 @@ bmm 36%, copy 18%, fill 14%, add 19%, threshold_backward 9%), while one member's
 The 1-D CNN's step is about 60 MFLOP per member; at the ~50-80 GFLOP/s these small GEMMs reach
 here, 3x over the sequential engine would need about 0.8 ms per member-step, near the CPU's
 arithmetic bound, which none of these layouts approach.
+Correction and more (session 9, same machine): big sgemm reaches 330 GFLOP/s on the 2 cores here
+(165 with one thread; (2000 x 96) @ (96 x 32) 260-300), so the 1-D CNN's ~60 MFLOP step is not near
+the arithmetic bound: its sequential step (2.6 ms) spends half its time in mkldnn's
+convolution_backward (443 us a call). One member at a time through im2col and mm with a
+hand-written backward (channels-last, taps-then-channels columns, preallocated buffers) took
+1.1-1.3 ms per step; the same functions under torch.compile (inductor, fullgraph, static shapes)
+0.68-0.90 ms after a 4-13 s compile, exact against autograd to 1e-8 in float32. The digits CNN's
+version compiled for 98 s and then ran 20.7 ms a step (inductor's code for the 9-tap fold and the
+max-pool scatter), so it was not pursued. Separately, glibc's allocator costs time here: with the
+1 MiB fixed mmap threshold of rewind/__init__.py (kept for peak memory) the sequential 1-D CNN
+trains at 341 model-steps/s against 425-434 with glibc's default policy or with a larger trim
+threshold, and the LeNet sweep of benchmarks/openlth.py takes ~38-43 s against ~23 s with a 32 MiB
+threshold; peak RSS of the LeNet run then varied from 403 to 542 MB between identical runs (448 with
+the fixed 1 MiB threshold, every time), so the policy was left as it is.
 """
 import time
 

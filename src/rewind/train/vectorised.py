@@ -51,6 +51,7 @@ class Stack:
         self.flat = torch.cat([p.detach().reshape(1, -1).expand(k, -1).reshape(-1) for _, p in named])
         self.buffers = {n: torch.stack([b.detach().clone()] * k) for n, b in template.named_buffers()}
         self.mask: torch.Tensor | None = None   # flat bool, True where a weight is kept
+        self.grad_buffer: torch.Tensor | None = None   # the hand-written backward's gradient (reused)
 
     def views(self, flat: torch.Tensor, k: int | None = None) -> dict[str, torch.Tensor]:
         k = self.k if k is None else k
@@ -346,7 +347,11 @@ def _gradient(stack: Stack, flat: torch.Tensor, kk: int, buffers: dict, xb: torc
               yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Flat gradient of sum over members of each member's mean loss on its batch, and those losses."""
     if stack.template.hand_differentiated and not torch.is_autocast_enabled(flat.device.type):
-        grad = torch.empty_like(flat)
+        # one buffer for the whole run: a fresh [K x parameters] tensor every step is served by mmap
+        # above 1 MiB (rewind/__init__.py) and its pages were faulted in again every step
+        if stack.grad_buffer is None or stack.grad_buffer.numel() < flat.numel():
+            stack.grad_buffer = torch.empty_like(stack.flat)
+        grad = stack.grad_buffer[:flat.numel()]
         losses = stack.template.stacked_grad(stack.views(flat, kk), xb, yb, stack.views(grad, kk))
         return grad, losses
     leaves = [v.requires_grad_(True) for v in stack.views(flat, kk).values()]
