@@ -27,12 +27,13 @@ hand-written backward (channels-last, taps-then-channels columns, preallocated b
 1.1-1.3 ms per step; the same functions under torch.compile (inductor, fullgraph, static shapes)
 0.68-0.90 ms after a 4-13 s compile, exact against autograd to 1e-8 in float32. The digits CNN's
 version compiled for 98 s and then ran 20.7 ms a step (inductor's code for the 9-tap fold and the
-max-pool scatter), so it was not pursued. Separately, glibc's allocator costs time here: with the
-1 MiB fixed mmap threshold of rewind/__init__.py (kept for peak memory) the sequential 1-D CNN
-trains at 341 model-steps/s against 425-434 with glibc's default policy or with a larger trim
-threshold, and the LeNet sweep of benchmarks/openlth.py takes ~38-43 s against ~23 s with a 32 MiB
-threshold; peak RSS of the LeNet run then varied from 403 to 542 MB between identical runs (448 with
-the fixed 1 MiB threshold, every time), so the policy was left as it is.
+max-pool scatter), so it was not pursued. Separately, glibc's allocator cost time here: with
+the 1 MiB fixed mmap threshold of rewind/__init__.py, glibc's trim threshold stayed at 128 KiB and
+every step's freed heap was returned and faulted in again: the sequential 1-D CNN trained at 341
+model-steps/s against 425-434 with glibc's default policy; rewind now keeps 4 MiB of free heap (429).
+A 32 MiB threshold also made the LeNet sweep of benchmarks/openlth.py ~1.6x faster (23-24 s against
+38-43), but the LeNet run's peak RSS then varied from 403 to 562 MB between identical runs, so the
+threshold stays at 1 MiB.
 """
 import time
 

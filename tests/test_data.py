@@ -103,7 +103,8 @@ def test_in_place_normalisation_gives_the_bits_of_the_plain_expression():
     from rewind.data.files import STATS, _pixels
     from rewind.data.tensors import to_float
 
-    x = torch.randint(0, 256, (50, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    # 200 images of 3x32x32: to_float looks pixels up 85 images at a time (1 MiB of indices), so 3 pieces
+    x = torch.randint(0, 256, (200, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     mean = torch.tensor(STATS["cifar10"][0]).view(1, -1, 1, 1)
     std = torch.tensor(STATS["cifar10"][1]).view(1, -1, 1, 1)
     out = to_float(x, _pixels("cifar10"))
