@@ -17,37 +17,9 @@ if _os.environ.get("REWIND_OMP_POLICY", "yield") != "torch" and not (
     _os.environ["GOMP_SPINCOUNT"] = "10000"
 
 
-def _fixed_mmap_threshold(size: int = 1 << 20, keep: int = 4 << 20) -> bool:
-    """glibc serves allocations above its mmap threshold with mmap, returned to the system when
-    freed, but raises the threshold (up to 32 MiB) each time such a block is freed, after which
-    large blocks live on the heap and stay resident when freed. Loading a dataset frees a few
-    blocks of tens of MiB, so every later evaluation chunk and activation stayed resident: the
-    LeNet-300-100 run peaked at ~475 MB instead of ~433 (benchmarks/memory.py). Setting the
-    threshold fixes it at ``size``; allocations below it (a training batch's tensors) are as
-    before. Fixing it also fixes glibc's trim threshold, at 128 KiB: every free at the top of the
-    heap gave its pages back and the next training step faulted them in again (the 1-D CNN's
-    sequential training 20% slower than under glibc's default policy), so up to ``keep`` bytes of
-    free heap are kept. (A 32 MiB threshold made the LeNet sweep of benchmarks/openlth.py 1.6x
-    faster, but the same run's peak RSS then varied from 403 to 562 MB: not taken.)
-    REWIND_MALLOC=default, or the user's own MALLOC_MMAP_THRESHOLD_, keeps glibc's policy (and a
-    user's MALLOC_TRIM_THRESHOLD_ is kept)."""
-    if _os.environ.get("REWIND_MALLOC") == "default" or "MALLOC_MMAP_THRESHOLD_" in _os.environ:
-        return False
-    try:
-        import ctypes
-        import platform
+from . import alloc as _alloc  # glibc allocator policy (rewind/alloc.py): set before torch is imported
 
-        if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-            return False
-        libc = ctypes.CDLL("libc.so.6")
-        if "MALLOC_TRIM_THRESHOLD_" not in _os.environ and not libc.mallopt(-1, keep):  # M_TRIM_THRESHOLD
-            return False
-        return bool(libc.mallopt(-3, size))  # M_MMAP_THRESHOLD
-    except (OSError, AttributeError, ValueError):
-        return False
-
-
-_MMAP_THRESHOLD_FIXED = _fixed_mmap_threshold()  # whether glibc accepted it (tests read this)
+_MMAP_THRESHOLD_FIXED = _alloc.fix_policy()  # whether glibc accepted it (tests read this)
 from .api import make_spec, replicate_spec, results, train
 from .presets import PRESETS, get_preset
 from .spec import DataSpec, ModelSpec, PruneSpec, SeedSpec, Spec, SpecError, TrainSpec

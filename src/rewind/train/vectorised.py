@@ -23,7 +23,7 @@ import time
 
 import torch
 
-from .. import rng
+from .. import alloc, rng
 from ..data import augment, iterations_per_epoch
 from ..models import create_model
 from ..store import RunDir, Store
@@ -218,9 +218,10 @@ def train_vectorised(members: list[Member], store: Store, opts: TrainOptions) ->
         # Stacks of more than ~16 small members spill out of the caches: beyond that, train
         # the population in chunks (a member's result does not depend on its companions).
         size = max(1, opts.chunk)
-        for c in range(0, len(chosen), size):
-            part = chosen[c:c + size]
-            _train_locked([members[i] for i in part], [runs[i] for i in part], opts)
+        with alloc.roomy():  # a stack's tensors are MiBs a step: keep them on the heap (rewind/alloc.py)
+            for c in range(0, len(chosen), size):
+                part = chosen[c:c + size]
+                _train_locked([members[i] for i in part], [runs[i] for i in part], opts)
     return runs
 
 
@@ -347,8 +348,7 @@ def _gradient(stack: Stack, flat: torch.Tensor, kk: int, buffers: dict, xb: torc
               yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Flat gradient of sum over members of each member's mean loss on its batch, and those losses."""
     if stack.template.hand_differentiated and not torch.is_autocast_enabled(flat.device.type):
-        # one buffer for the whole run: a fresh [K x parameters] tensor every step is served by mmap
-        # above 1 MiB (rewind/__init__.py) and its pages were faulted in again every step
+        # one buffer for the whole run rather than a fresh [K x parameters] tensor every step
         if stack.grad_buffer is None or stack.grad_buffer.numel() < flat.numel():
             stack.grad_buffer = torch.empty_like(stack.flat)
         grad = stack.grad_buffer[:flat.numel()]
