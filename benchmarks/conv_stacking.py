@@ -31,9 +31,13 @@ max-pool scatter), so it was not pursued. Separately, glibc's allocator cost tim
 the 1 MiB fixed mmap threshold of rewind/__init__.py, glibc's trim threshold stayed at 128 KiB and
 every step's freed heap was returned and faulted in again: the sequential 1-D CNN trained at 341
 model-steps/s against 425-434 with glibc's default policy; rewind now keeps 4 MiB of free heap (429).
-A 32 MiB threshold also made the LeNet sweep of benchmarks/openlth.py ~1.6x faster (23-24 s against
-38-43), but the LeNet run's peak RSS then varied from 403 to 562 MB between identical runs, so the
-threshold stays at 1 MiB.
+The stacked (vmap) path suffered most: its K = 16 activations are 8 MB a layer, each mmapped and
+faulted in afresh every step, so the vectorised 1-D CNN ran at 292-304 model-steps/s, slower than
+sequential (the 731 in the README's older table predates the 1 MiB threshold). The vectorised
+engine now trains inside rewind.alloc.roomy() (32 MiB thresholds): 873, 2.06x over sequential; the
+digits CNN 717, 1.72x. A 32 MiB threshold everywhere also made the LeNet sweep ~1.6x faster, but
+the LeNet run's peak RSS then varied from 403 to 562 MB between identical runs, so outside stacked
+training the threshold stays at 1 MiB.
 """
 import time
 
