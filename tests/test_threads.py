@@ -96,7 +96,7 @@ def test_stacked_training_keeps_its_multi_mib_tensors_on_the_heap_and_restores_t
     during, after, outside, inside = out.stdout.split()[-4:]
     assert during == "True" and after == "True"   # 32 MiB while stacked, the fixed policy after
     assert int(outside) > 100_000                  # 4,096 pages a round, every round
-    assert int(inside) < 2_000
+    assert int(inside) < int(outside) // 10        # measured 0 or 8,160 (the heap grows once or not)
     # where the user chose glibc's policy, roomy() changes nothing
     opted = subprocess.run([sys.executable, "-c", script], env={**env, "REWIND_MALLOC": "default"},
                            capture_output=True, text=True, check=True)

@@ -12,9 +12,9 @@ each time such a block is freed, and the trim threshold (free heap kept at the t
   than under glibc's default), so up to 4 MiB of free heap is kept.
 - **While a population trains stacked** (:func:`roomy`): the threshold and the trim threshold are
   32 MiB. A stack's activations and flat gradients are several MiB a step; at 1 MiB each of them
-  was faulted in afresh every step: K = 16 of the 1-D CNN trained at 304 model-steps/s against 804,
-  the digits CNN at ~330 against 729, the LeNet sweep of benchmarks/openlth.py took ~34-43 s
-  against ~24 (benchmarks/population.py, same machine and code). A stacked population's working
+  was faulted in afresh every step: K = 16 of the 1-D CNN trained at 292-304 model-steps/s against
+  844-873, the digits CNN at 329 against 717-748 (benchmarks/population.py), the LeNet sweep of
+  benchmarks/openlth.py took 42.7 s against 24.6 (same machine, same session). A stacked population's working
   set is what it is either way; the heap it leaves is trimmed to 4 MiB at the top by the next
   free there. (A 32 MiB threshold for everything was tried: the LeNet run's peak RSS then varied
   from 403 to 562 MB between identical runs.)

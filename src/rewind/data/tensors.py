@@ -40,7 +40,7 @@ def to_float(x: torch.Tensor, pixels: Pixels | None, dtype: torch.dtype = torch.
     table = _table(pixels, x.device)
     out = torch.empty(x.shape, dtype=torch.float32, device=x.device)
     # int32 indices of at most 256K pixels (1 MiB) at a time: larger index tensors are served by mmap
-    # (rewind/__init__.py), and an evaluation chunk of 4,096 MNIST rows made two 12.8 MB temporaries
+    # (rewind/alloc.py), and an evaluation chunk of 4,096 MNIST rows made two 12.8 MB temporaries
     rows = max(1, (1 << 18) // max(1, x[0].numel()))
     for c in range(x.shape[1]):
         for i in range(0, len(x), rows):

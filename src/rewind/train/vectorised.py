@@ -349,8 +349,8 @@ def _gradient(stack: Stack, flat: torch.Tensor, kk: int, buffers: dict, xb: torc
     """Flat gradient of sum over members of each member's mean loss on its batch, and those losses."""
     if stack.template.hand_differentiated and not torch.is_autocast_enabled(flat.device.type):
         # one buffer for the whole run rather than a fresh [K x parameters] tensor every step
-        if stack.grad_buffer is None or stack.grad_buffer.numel() < flat.numel():
-            stack.grad_buffer = torch.empty_like(stack.flat)
+        if stack.grad_buffer is None:
+            stack.grad_buffer = torch.empty_like(stack.flat)   # every subset of members fits in it
         grad = stack.grad_buffer[:flat.numel()]
         losses = stack.template.stacked_grad(stack.views(flat, kk), xb, yb, stack.views(grad, kk))
         return grad, losses
