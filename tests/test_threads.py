@@ -33,7 +33,20 @@ def test_usable_cpus_follows_the_affinity(monkeypatch):
     assert 1 <= usable_cpus() <= 64
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc", reason="glibc only")
+GLIBC_ONLY = pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",
+                                reason="glibc only")
+
+
+def _stdout_with_malloc_env(script: str, **extra: str) -> list[str]:
+    """Words a fresh Python prints running ``script``, with no allocator setting of the user's but ``extra``."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("REWIND_MALLOC", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")}
+    out = subprocess.run([sys.executable, "-c", script], env={**env, **extra}, capture_output=True, text=True,
+                         check=True)
+    return out.stdout.split()
+
+
+@GLIBC_ONLY
 def test_the_mmap_threshold_is_fixed_unless_the_user_chose():
     """rewind fixes glibc's mmap threshold at import (rewind/__init__.py; its effect on peak memory is
     measured by benchmarks/memory.py: 427 MB against ~475 MB for the LeNet run); REWIND_MALLOC=default
@@ -41,38 +54,32 @@ def test_the_mmap_threshold_is_fixed_unless_the_user_chose():
     script = "import rewind; print(rewind._MMAP_THRESHOLD_FIXED)"
 
     def fixed(extra):
-        env = {k: v for k, v in os.environ.items() if k not in ("REWIND_MALLOC", "MALLOC_MMAP_THRESHOLD_")}
-        out = subprocess.run([sys.executable, "-c", script], env={**env, **extra}, capture_output=True, text=True,
-                             check=True)
-        return out.stdout.split()[-1]
+        return _stdout_with_malloc_env(script, **extra)[-1]
 
     assert fixed({}) == "True"
     assert fixed({"REWIND_MALLOC": "default"}) == "False"
     assert fixed({"MALLOC_MMAP_THRESHOLD_": "262144"}) == "False"
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc", reason="glibc only")
+@GLIBC_ONLY
 def test_the_policy_keeps_free_heap_and_respects_the_users_trim_threshold():
     """Fixing the mmap threshold also froze glibc's trim threshold at 128 KiB, so each step's freed
     pages at the top of the heap went back to the system and were faulted in again on the next step
     (the 1-D CNN trained 20% slower; rewind/alloc.py): rewind sets it to 4 MiB, unless the user set
     MALLOC_TRIM_THRESHOLD_. (Whether glibc then trims depends on what lies above the freed block, so
     the effect itself is counted in the stacked-training test below, where it does not.)"""
-    script = "import rewind; from rewind import alloc; print(alloc.settings())"
+    script = "import rewind; from rewind import alloc; print(repr(alloc.settings()).replace(' ', ''))"
 
     def settings(extra):
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("REWIND_MALLOC", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")}
-        out = subprocess.run([sys.executable, "-c", script], env={**env, **extra}, capture_output=True, text=True,
-                             check=True)
-        return out.stdout.strip().splitlines()[-1]
+        return _stdout_with_malloc_env(script, **extra)[-1]
 
-    assert settings({}) == str({"mmap_threshold": 1 << 20, "trim_threshold": 4 << 20})
-    assert settings({"MALLOC_TRIM_THRESHOLD_": "131072"}) == str({"mmap_threshold": 1 << 20, "trim_threshold": None})
+    assert settings({}) == str({"mmap_threshold": 1 << 20, "trim_threshold": 4 << 20}).replace(" ", "")
+    assert settings({"MALLOC_TRIM_THRESHOLD_": "131072"}) == \
+        str({"mmap_threshold": 1 << 20, "trim_threshold": None}).replace(" ", "")
     assert settings({"REWIND_MALLOC": "default"}) == "None"
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc", reason="glibc only")
+@GLIBC_ONLY
 def test_stacked_training_keeps_its_multi_mib_tensors_on_the_heap_and_restores_the_policy_after():
     """A stacked population's tensors are MiBs a step; above the 1 MiB threshold each was faulted in
     afresh every step (the 1-D CNN's K = 16 population trained 2.6x slower). alloc.roomy(), which the
@@ -91,13 +98,9 @@ def test_stacked_training_keeps_its_multi_mib_tensors_on_the_heap_and_restores_t
               "    inside, during = faults(), alloc.settings()\n"
               "print(during == {'mmap_threshold': 32 << 20, 'trim_threshold': 32 << 20},\n"
               "      alloc.settings() == {'mmap_threshold': 1 << 20, 'trim_threshold': 4 << 20}, outside, inside)")
-    env = {k: v for k, v in os.environ.items() if k not in ("REWIND_MALLOC", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")}
-    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
-    during, after, outside, inside = out.stdout.split()[-4:]
+    during, after, outside, inside = _stdout_with_malloc_env(script)[-4:]
     assert during == "True" and after == "True"   # 32 MiB while stacked, the fixed policy after
     assert int(outside) > 100_000                  # 4,096 pages a round, every round
     assert int(inside) < int(outside) // 10        # measured 0 or 8,160 (the heap grows once or not)
     # where the user chose glibc's policy, roomy() changes nothing
-    opted = subprocess.run([sys.executable, "-c", script], env={**env, "REWIND_MALLOC": "default"},
-                           capture_output=True, text=True, check=True)
-    assert opted.stdout.split()[-4:-2] == ["False", "False"]
+    assert _stdout_with_malloc_env(script, REWIND_MALLOC="default")[-4:-2] == ["False", "False"]
