@@ -1,7 +1,8 @@
 """Ways to stack K copies of the MNIST-1D 1-D CNN (3 convs of 32 channels, batch 100, length 40)
 for one training step (forward, loss, backward), in one process: K separate autograd passes,
 one grouped convolution per layer (groups = K), torch.func.vmap of grad (what the vectorised
-engine uses for conv nets today), and im2col (unfold) + batched matmul in two layouts.
+engine used for conv nets until session 10), im2col (unfold) + batched matmul in two layouts, and
+grouped channels-last convolutions (through autograd, and rewind's hand-written backward).
 Exploration for the performance issue's 3x population goal; prints ms per K = 16 step.
 
     .venv/bin/python benchmarks/conv_stacking.py
@@ -38,6 +39,20 @@ engine now trains inside rewind.alloc.roomy() (32 MiB thresholds): 873, 2.06x ov
 digits CNN 717, 1.72x. A 32 MiB threshold everywhere also made the LeNet sweep ~1.6x faster, but
 the LeNet run's peak RSS then varied from 403 to 562 MB between identical runs, so outside stacked
 training the threshold stays at 1 MiB.
+Session 10 (same machine, 2026-11-26): the layout was the rest of it. torch.func.vmap of a conv1d
+lowers to a grouped convolution in the channels-first layout; the same grouped convolution in the
+channels-last layout (a 1-D conv as a 2-D one of height 1) took 3.4 ms for one layer's forward and
+backward at K = 16 against 7.0 ms channels-first, 5.3 ms as im2col + bmm and 10.8 ms as 16 separate
+convolutions. This script now also runs that layout, through autograd and as the vectorised engine
+runs it (models/stacked_conv.py: the library's convolution_backward without an autograd graph),
+ms per K = 16 step: sequential 31.7, grouped 26.6, vmap(grad) 32.5 (23.6 inside alloc.roomy()),
+unfold+bmm 33.4, unfold+bmm channels-last 29.3, grouped channels-last through autograd 14.5,
+rewind's stacked_grad 11.9. In benchmarks/population.py the K = 16 1-D CNN went from 844 to
+1,379-1,408 model-steps/s (3.28-3.32x over sequential) and the digits CNN from 748 to 1,120-1,266
+(2.59-2.79x). The digits CNN's second layer (16 -> 32 channels, 3x3, 8x8) is ~70% of its stacked
+step and runs at the library's speed: 6.4 us per member-example for forward and backward at K = 16,
+the same at K = 4, 8 and 32 and at half the batch (116-168 GFLOP/s of the 330 these cores reach in a
+large sgemm), so 3x over sequential is out of reach for it this way.
 """
 import time
 
@@ -113,3 +128,33 @@ def unfold_bmm_cl():
     out = torch.baddbmm(bo.unsqueeze(1), h, wo.transpose(1, 2))
     F.cross_entropy(out.reshape(K * B, 10), y.reshape(-1), reduction="sum").backward()
 print("unfold+bmm channels-last", f"{1e3*bench(unfold_bmm_cl):.1f} ms per K=16 step")
+
+
+def grouped_channels_last():
+    # one grouped 2-D convolution of height 1 per layer, channels-last, autograd for the backward
+    h = x.permute(1, 2, 0).contiguous().unsqueeze(1).permute(0, 3, 1, 2)   # (B, K, 1, L) channels-last
+    for (ci, co, kk, s, p), w, b in zip(specs, ws, bs):
+        w2 = w.reshape(K * co, ci, 1, kk).contiguous(memory_format=torch.channels_last)
+        h = F.relu(F.conv2d(h, w2, b.reshape(-1), stride=(1, s), padding=(0, p), groups=K))
+    f = h.reshape(B, K, C, 10).transpose(0, 1).reshape(K, B, C * 10)
+    out = torch.baddbmm(bo.unsqueeze(1), f, wo.transpose(1, 2))
+    F.cross_entropy(out.reshape(K * B, 10), y.reshape(-1), reduction="sum").backward()
+
+
+print("grouped channels-last (autograd)", f"{1e3*bench(grouped_channels_last):.1f} ms per K=16 step")
+
+# what the vectorised engine runs: the same layout with the hand-written backward (models/stacked_conv.py),
+# inside rewind's allocator policy for stacks (rewind/alloc.py)
+import rewind  # noqa: E402
+from rewind import alloc  # noqa: E402
+from rewind.models.small import Conv1dNet  # noqa: E402
+
+net = Conv1dNet(L, (C, C, C), 10)
+params = {"convs.0.weight": ws[0].detach(), "convs.1.weight": ws[1].detach(), "convs.2.weight": ws[2].detach(),
+          "convs.0.bias": bs[0].detach(), "convs.1.bias": bs[1].detach(), "convs.2.bias": bs[2].detach(),
+          "out.weight": wo.detach(), "out.bias": bo.detach()}
+grads = {n: torch.empty_like(v) for n, v in params.items()}
+with alloc.roomy():
+    print("rewind's stacked_grad (hand-written, channels-last)",
+          f"{1e3*bench(lambda: net.stacked_grad(params, x, y, grads)):.1f} ms per K=16 step")
+    print("vmap(grad) inside alloc.roomy()", f"{1e3*bench(vm):.1f} ms per K=16 step")

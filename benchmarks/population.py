@@ -1,6 +1,7 @@
 """Model-steps per second: plain PyTorch loop vs rewind's sequential and vectorised engines.
 
     .venv/bin/python benchmarks/population.py [--steps 300] [--ks 1,4,16,64] [--models mnist1d_mlp,mnist1d_conv]
+    .venv/bin/python benchmarks/population.py --models cifar_conv2 --ks 4 --steps 20   # Conv-2 on CIFAR-format data
 
 All numbers come from one process on the same machine. "plain" is the way the
 reference code trains: one model at a time, a torch DataLoader over a
@@ -94,6 +95,17 @@ def main() -> None:
             synthetic_mnist(os.environ["REWIND_DATA"])
             spec = rewind.get_preset("mnist_lenet_300_100").spec.replace(**{
                 "train.optimizer": "sgd", "train.lr": 0.05, "train.momentum": 0.9, "data.batch_size": 100})
+        elif name == "cifar_conv2":
+            # Conv-2 (4.3M parameters) on CIFAR-format files of random images, SGD like the other rows
+            import os
+            from pathlib import Path
+
+            from step_time import write_cifar10
+
+            os.environ["REWIND_DATA"] = tempfile.mkdtemp()
+            write_cifar10(Path(os.environ["REWIND_DATA"]))
+            spec = rewind.get_preset("cifar_conv2").spec.replace(**{
+                "train.optimizer": "sgd", "train.lr": 0.05, "train.momentum": 0.9})
         else:
             spec = rewind.get_preset(name).spec
         load_data(spec.data)

@@ -25,15 +25,16 @@ MODELS = {
     "resnet": {"model.name": "resnet", "model.depth": 8, "model.widths": "4"},
     "adam": {"train.optimizer": "adam", "train.lr": 0.002, "train.weight_decay": 1e-3},
     "nesterov": {"train.nesterov": True, "train.milestones": "120it", "train.warmup": "20it"},
+    "digits_cnn": {"preset": "digits_cnn", "model.widths": "4,8", "train.milestones": "150it"},  # max-pool, 2-D
 }
 
 
-def spec_for(**over):
-    return rewind.get_preset("mnist1d_mlp").spec.replace(**{**BASE, **over})
+def spec_for(preset="mnist1d_mlp", **over):
+    return rewind.get_preset(preset).spec.replace(**{**BASE, **over})
 
 
 def masks_for(spec, seed):
-    model = create_model(spec.model, (40,), 10, seed=0)
+    model = create_model(spec.model, (1, 8, 8) if spec.data.name == "digits" else (40,), 10, seed=0)
     g = torch.Generator().manual_seed(seed)
     params = dict(model.named_parameters())
     return {n: torch.rand(params[n].shape, generator=g) < 0.5 for n in model.prunable()}
@@ -75,18 +76,35 @@ def test_vectorised_matches_sequential(tmp_path, name):
             assert all(torch.count_nonzero(w[n][~m]) == 0 for n, m in member.mask.items())
 
 
-@pytest.mark.parametrize("name", ["mlp", "lenet_24_12"])
-def test_hand_written_gradient_equals_autograd(name):
-    """The vectorised engine's backward pass for ReLU networks (models/stacked.py)."""
-    from rewind.models import stacked
+HAND = {  # models with a hand-written stacked backward pass: (model overrides, input shape)
+    "mlp": ({}, (40,)),
+    "lenet_24_12": ({"model.name": "lenet_24_12"}, (40,)),
+    "conv1d": ({"model.name": "conv1d", "model.widths": "6,5,4"}, (40,)),
+    "digits_cnn": ({"model.name": "digits_cnn", "model.widths": "4,6"}, (1, 8, 8)),
+}
 
-    spec = rewind.get_preset("mnist1d_mlp").spec.replace(**{"model.name": name})
-    model = create_model(spec.model, (40,), 10, seed=0).double()
+
+@pytest.mark.parametrize("name", sorted(HAND))
+def test_hand_written_gradient_equals_autograd(name):
+    """The vectorised engine's backward passes (models/stacked.py for ReLU MLPs, models/stacked_conv.py
+    for the ReLU conv nets), against autograd through each member's own module."""
+    over, shape = HAND[name]
+    spec = rewind.get_preset("mnist1d_mlp").spec.replace(**over)
+    model = create_model(spec.model, shape, 10, seed=0).double()
+    assert model.hand_differentiated
     g = torch.Generator().manual_seed(0)
     k, b = 3, 7
-    params = {n: torch.randn(k, *p.shape, generator=g, dtype=torch.float64) for n, p in model.named_parameters()}
-    x = torch.randn(k, b, 40, generator=g, dtype=torch.float64)
+    params = {n: torch.randn(k, *p.shape, generator=g, dtype=torch.float64) / 2 for n, p in model.named_parameters()}
+    x = torch.randn(k, b, *shape, generator=g, dtype=torch.float64)
+    x.view(k, b, -1)[..., :x[0, 0].numel() // 2] = 0   # blank rows, as in the digits images (ties below)
     y = torch.randint(0, 10, (k, b), generator=g)
+    if name == "digits_cnn":   # equal values meet in a max-pool window: the tie-break (the first maximum
+        h = x[0]               # takes the gradient) is exercised
+        for i in range(2):
+            h = torch.nn.functional.conv2d(h, params[f"convs.{i}.weight"][0], params[f"convs.{i}.bias"][0], padding=1)
+            h = h.relu() if i == 0 else h
+        windows = h.unfold(2, 2, 2).unfold(3, 2, 2).reshape(*h.shape[:2], -1, 4)
+        assert ((windows == windows.amax(-1, keepdim=True)).sum(-1) > 1).any()
     grads = {n: torch.full_like(p, float("nan")) for n, p in params.items()}
     losses = model.stacked_grad(params, x, y, grads)
     leaves = {n: p.clone().requires_grad_(True) for n, p in params.items()}
@@ -97,7 +115,20 @@ def test_hand_written_gradient_equals_autograd(name):
     expected = dict(zip(leaves, torch.autograd.grad(loss, list(leaves.values()))))
     for n in params:
         torch.testing.assert_close(grads[n], expected[n], rtol=1e-12, atol=1e-14)
-    assert stacked.forward(model._layers(), params, x).shape == (k, b, 10)
+    # the stacked forward, on each member's batch and on one batch shared by all (evaluation)
+    outputs = torch.stack([torch.func.functional_call(model, {n: v[j] for n, v in params.items()}, (x[j],))
+                           for j in range(k)])
+    torch.testing.assert_close(model.stacked_forward(params, x), outputs, rtol=1e-12, atol=1e-13)
+    shared = torch.stack([torch.func.functional_call(model, {n: v[j] for n, v in params.items()}, (x[1],))
+                          for j in range(k)])
+    torch.testing.assert_close(model.stacked_forward(params, x[1], shared=True), shared, rtol=1e-12, atol=1e-13)
+
+
+def test_conv_nets_with_batchnorm_go_through_autograd():
+    spec = rewind.get_preset("mnist1d_conv").spec.replace(**{"model.batchnorm": True})
+    model = create_model(spec.model, (40,), 10, seed=0)
+    assert not model.hand_differentiated and not model.stack_invariant
+    assert model.stacked_forward({}, torch.zeros(1, 2, 40)) is None
 
 
 def test_a_members_result_does_not_depend_on_its_population(tmp_path):
@@ -160,10 +191,11 @@ def test_engine_choice(tmp_path):
         choose_engine(population(spec), TrainOptions(engine="fast"))
     # past 100K parameters only models with a hand-written backward pass are stacked
     big_mlp = spec.replace(**{"model.widths": "400,300"})                       # 139K parameters
-    big_cnn = spec.replace(**{"model.name": "conv1d", "model.widths": "64,128,256"})
+    big_cnn = spec.replace(**{"model.name": "conv1d", "model.widths": "64,128,256"})  # 149K
     assert choose_engine(population(big_mlp), opts) == "vectorised"
     assert choose_engine(population(big_mlp.replace(**{"model.batchnorm": True})), opts) == "sequential"
-    assert choose_engine(population(big_cnn), opts) == "sequential"
+    assert choose_engine(population(big_cnn), opts) == "vectorised"
+    assert choose_engine(population(big_cnn.replace(**{"model.batchnorm": True})), opts) == "sequential"
     assert choose_engine(population(spec), TrainOptions(compile=True)) == "sequential"
     with pytest.raises(ValueError, match="compile"):
         choose_engine(population(spec), TrainOptions(compile=True, engine="vectorised"))

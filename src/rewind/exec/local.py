@@ -30,6 +30,8 @@ def run_parallel(parts: list, store, opts) -> list:
     returns the parts' run directories in order. Callbacks do not cross processes."""
     worker_opts = dataclasses.replace(opts, on_iteration=None, on_event=None, workers=1, threads=opts.threads or 1, executor="local")
     ctx = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
-    with ctx.Pool(len(parts), initializer=_init_worker, initargs=(worker_opts.threads,)) as pool:
+    # one part per process (maxtasksperchild): else a worker that finishes early takes the next part
+    # while another worker is still starting, and two parts share a process
+    with ctx.Pool(len(parts), initializer=_init_worker, initargs=(worker_opts.threads,), maxtasksperchild=1) as pool:
         keys = pool.starmap(_train_part, [(part, str(store.root), worker_opts) for part in parts])
     return [[store.run(k) for k in ks] for ks in keys]

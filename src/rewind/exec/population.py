@@ -64,8 +64,8 @@ def split_stacks(pending: list, opts: TrainOptions, slots: int) -> list[list]:
     """A vectorised population (its unfinished members, or Work items holding them) cut into parts
     for ``slots`` processes or tasks without changing any member's bits. The hand-differentiated
     MLPs compute each member's step independently of its companions and of the thread count
-    (tested), so any split will do: one part per slot. Autograd stacks (convolutions grouped over
-    the members, BatchNorm over all their channels) pick kernels by the stack's size, so the parts
+    (tested), so any split will do: one part per slot. Conv stacks (convolutions grouped over the
+    members, BatchNorm over all their channels) pick kernels by the stack's size, so the parts
     are exactly the chunks this process would stack (``opts.chunk`` members, in order)."""
     members = [getattr(p, "member", p) for p in pending]
     if not members:
@@ -79,13 +79,14 @@ def split_stacks(pending: list, opts: TrainOptions, slots: int) -> list[list]:
 
 def stack_invariant(spec, opts: TrainOptions) -> bool:
     """Whether the vectorised engine's result for a member is the same whatever it is stacked with
-    and however many threads run it (the hand-written backward pass, outside bf16 autocast)."""
+    and however many threads run it (the fully connected hand-written backward pass, outside bf16
+    autocast)."""
     if spec.train.precision == "bf16":
         return False
     data = load_data(spec.data, opts.data_root)
     with torch.device("meta"):
         model = create_model(spec.model, data.input_shape, data.num_classes, seed=0, initialise_weights=False)
-    return bool(model.hand_differentiated)
+    return bool(model.stack_invariant)
 
 
 def fixed_engine(members: list[Member], opts: TrainOptions) -> TrainOptions:
@@ -96,10 +97,12 @@ def fixed_engine(members: list[Member], opts: TrainOptions) -> TrainOptions:
 
 # Without a hand-written backward pass, members with more parameters than this are trained one by
 # one: on 2 CPU cores LeNet-300-100 (266K) through autograd ran at 578 model-steps/s stacked 16 at
-# a time against 627 sequentially, while the MNIST-1D MLP (15K) ran 3.5x faster stacked. With one
-# (ReLU MLPs: models/stacked.py) stacking wins at every size measured: LeNet-300-100 1.7x at K = 4
-# and 1.5x at K = 16 (benchmarks/population.py). (Even a lone MLP ran 1.2-1.5x faster as a stack of
-# one, but single runs stay on the sequential engine, whose evaluations other tools reproduce exactly.)
+# a time against 627 sequentially, while the MNIST-1D MLP (15K) ran 3.5x faster stacked; Conv-2
+# (4.3M, vmap) 0.70x at K = 4. With one (ReLU MLPs: models/stacked.py; the small ReLU conv nets:
+# models/stacked_conv.py) stacking wins at every size measured: LeNet-300-100 1.8-2.0x at K = 4-16,
+# a 1-D CNN of 149K parameters (widths 64,128,256) 1.4x at K = 8 (benchmarks/population.py). (Even
+# a lone MLP ran 1.2-1.5x faster as a stack of one, but single runs stay on the sequential engine,
+# whose evaluations other tools reproduce exactly.)
 VECTORISE_MAX_PARAMS = 100_000
 
 

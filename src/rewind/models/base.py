@@ -27,7 +27,14 @@ class RewindModel(nn.Module):
 
     @property
     def hand_differentiated(self) -> bool:
-        """Whether :meth:`stacked_grad` works for this instance (models/stacked.ReLUStack)."""
+        """Whether :meth:`stacked_grad` works for this instance (models/stacked.ReLUStack,
+        models/stacked_conv.ConvReLUStack)."""
+        return False
+
+    @property
+    def stack_invariant(self) -> bool:
+        """Whether a member's result in the vectorised engine is the same bits whatever it is
+        stacked with and however many threads run it (so a population may be split anyhow)."""
         return False
 
     def prunable(self) -> list[str]:

@@ -8,7 +8,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..spec import ModelSpec
-from . import stacked
+from . import stacked, stacked_conv
 from .base import RewindModel, register_model
 
 
@@ -32,7 +32,7 @@ class MLP(stacked.ReLUStack, RewindModel):
         return self.out(x)
 
 
-class Conv1dNet(RewindModel):
+class Conv1dNet(stacked_conv.ConvReLUStack, RewindModel):
     """1-D CNN for MNIST-1D: a stride-1 conv, then stride-2 convs, then a linear classifier."""
 
     def __init__(self, length: int, widths: tuple[int, ...], num_classes: int, batchnorm: bool = False):
@@ -45,6 +45,7 @@ class Conv1dNet(RewindModel):
             c_in = w
         self.convs = nn.ModuleList(convs)
         self.norms = _norms(nn.BatchNorm1d, widths, batchnorm)
+        self.batchnorm = batchnorm
         self.out = nn.Linear(c_in * length, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -54,7 +55,7 @@ class Conv1dNet(RewindModel):
         return self.out(x.flatten(1))
 
 
-class DigitsCNN(RewindModel):
+class DigitsCNN(stacked_conv.ConvReLUStack, RewindModel):
     """Two 3x3 convs, 2x2 max-pool, linear classifier (8x8 inputs)."""
 
     def __init__(self, in_channels: int, side: int, widths: tuple[int, ...], num_classes: int):
@@ -65,6 +66,8 @@ class DigitsCNN(RewindModel):
             c_in = w
         self.convs = nn.ModuleList(convs)
         self.out = nn.Linear(c_in * (side // 2) ** 2, num_classes)
+
+    pool = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for conv in self.convs:

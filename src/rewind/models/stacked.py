@@ -30,6 +30,10 @@ class ReLUStack:
     def hand_differentiated(self) -> bool:
         return not getattr(self, "batchnorm", False)
 
+    @property
+    def stack_invariant(self) -> bool:
+        return self.hand_differentiated   # each member's matmuls are its own (tests/test_exec.py)
+
     def _layers(self) -> Layers:
         n = len(getattr(self, self.hidden_layers))
         return [(f"{self.hidden_layers}.{i}.weight", f"{self.hidden_layers}.{i}.bias") for i in range(n)] + \
@@ -47,6 +51,21 @@ class ReLUStack:
         if not self.hand_differentiated:
             return None
         return grad(self._layers(), params, x, y, grads)
+
+
+def loss_and_grad(out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The K members' mean cross-entropies of logits ``out`` [K, B, C] (overwritten) with labels
+    ``y`` [K, B], and d loss / d logits = (softmax - onehot) / B; the loss comes almost free."""
+    k, b, c = out.shape
+    z = out.sub_(out.amax(-1, keepdim=True))
+    picked = z.gather(-1, y.unsqueeze(-1)).squeeze(-1)
+    p = z.exp_()
+    total = p.sum(-1, keepdim=True)
+    losses = (total.squeeze(-1).log() - picked).mean(1)
+    p.div_(total)
+    flat = p.view(k * b, c)
+    flat.scatter_add_(1, y.reshape(-1, 1), torch.full((k * b, 1), -1.0, dtype=p.dtype, device=p.device))
+    return losses, p.div_(b)
 
 
 def forward(layers: Layers, params: dict[str, torch.Tensor], x: torch.Tensor, shared: bool = False,
@@ -73,17 +92,7 @@ def grad(layers: Layers, params: dict[str, torch.Tensor], x: torch.Tensor, y: to
     sum_k mean_b cross_entropy(f_k(x[k, b]), y[k, b]); return the K members' mean losses."""
     inputs: list[torch.Tensor] = []
     out = forward(layers, params, x, keep=inputs)
-    k, b, c = out.shape
-    # d loss / d logits = (softmax - onehot) / B, per member; the loss itself comes almost free
-    z = out.sub_(out.amax(-1, keepdim=True))
-    picked = z.gather(-1, y.unsqueeze(-1)).squeeze(-1)
-    p = z.exp_()
-    total = p.sum(-1, keepdim=True)
-    losses = (total.squeeze(-1).log() - picked).mean(1)
-    p.div_(total)
-    flat = p.view(k * b, c)
-    flat.scatter_add_(1, y.reshape(-1, 1), torch.full((k * b, 1), -1.0, dtype=p.dtype, device=p.device))
-    d = p.div_(b)
+    losses, d = loss_and_grad(out, y)
     for i in range(len(layers) - 1, -1, -1):
         w, bias = layers[i]
         torch.bmm(d.transpose(1, 2), inputs[i], out=grads[w])

@@ -4,9 +4,10 @@ All members' parameters live in one flat tensor in which each parameter is a
 contiguous [K, *shape] view (:class:`Stack`); the optimizer update, masks and
 weight decay are whole-tensor operations on it. Gradients come from the model's
 ``stacked_grad`` where it has one (ReLU networks of Linear layers: batched matmuls
-and a hand-written backward pass, models/stacked.py), and otherwise from autograd
-through ``stacked_forward`` or ``torch.func.vmap`` over the module; BatchNorm keeps
-per-member running statistics.
+and a hand-written backward pass, models/stacked.py; the small ReLU conv nets:
+grouped channels-last convolutions, models/stacked_conv.py), and otherwise from
+autograd through ``stacked_forward`` or ``torch.func.vmap`` over the module;
+BatchNorm keeps per-member running statistics.
 
 Members advance in lockstep on a shared iteration counter. A member whose
 training starts later (a later rewind step) or whose resume point is ahead
