@@ -8,6 +8,10 @@ format), so the numbers do not depend on having CIFAR-10. rewind trains ``--step
 ``3 x --steps`` iterations (evaluation off, as in a timing run) and the difference gives the
 steady-state time per iteration, free of start-up; the plain loop (SGD, momentum, the preset's
 model, crop-and-flip of uint8 images normalised per batch on the device) is timed the same way.
+
+Measured: one NVIDIA H200 (torch 2.11), ResNet-20: rewind 8.80 ms/it, plain loop 8.85 (0.99x). 2 CPU
+cores (torch 2.13, --steps 5, 2026-11-26): rewind 352 ms/it, plain loop 536 (0.66x): on the CPU rewind
+trains 2-D conv nets channels-last (rewind.models.place); the plain loop keeps PyTorch's default layout.
 """
 from __future__ import annotations
 

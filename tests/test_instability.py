@@ -65,6 +65,26 @@ def test_identical_copies_have_zero_instability(tmp_path):
     assert (ex.barrier == 0).all()
 
 
+def test_a_2d_conv_nets_path_endpoints_are_its_metrics_exactly(tmp_path):
+    """On the CPU, 2-D conv nets train channels-last (models.place): the path's models are placed
+    the same way, or the endpoints' sums run in another order than the run's own evaluation."""
+    from rewind.models import place
+
+    spec = rewind.get_preset("digits_cnn").spec
+    assert place(create_model(spec.model, (1, 8, 8), 10), "cpu").convs[1].weight.is_contiguous(
+        memory_format=torch.channels_last)
+    assert place(create_model(spec.model, (1, 8, 8), 10), "cpu").out.weight.is_contiguous()
+    run = rewind.train("digits_cnn", {"train.steps": "30it", "train.eval_every": "0it", "train.milestones": ""},
+                       root=tmp_path)
+    rows, _, _ = interpolate_pair(run, run, points=2)
+    m = run.metrics()
+    final = m[m.step == 30]
+    for split in ("train", "test"):
+        got = rows[(rows.split == split) & (rows.alpha == 0.0)].set_index("metric").value
+        want = final[final.split == split].set_index("metric").value
+        assert got["loss"] == want["loss"] and got["error"] == 1.0 - want["accuracy"]
+
+
 def test_pruned_weights_are_zero_along_the_path():
     g = torch.Generator().manual_seed(0)
     wa = {"w": torch.randn(50, 50, generator=g), "b": torch.randn(50, generator=g)}

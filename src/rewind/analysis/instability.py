@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from ..data import batch_indices, load_data
-from ..models import create_model
+from ..models import create_model, place
 from ..spec import MAX_COPIES, MAX_LEVELS, MAX_POINTS, MAX_REPLICATES, SpecError, check_range
 from ..store import RunDir, atomic_write_text, notice
 from ..train import Member, TrainOptions
@@ -105,7 +105,7 @@ def interpolate_pair(run_a: RunDir, run_b: RunDir, *, points: int = 30, bn_reset
     wb = {k[6:]: v.to(dev) for k, v in tb.items() if k.startswith("model/")}
     mask = {k[5:]: v.to(dev) for k, v in ta.items() if k.startswith("mask/")}
     data = load_data(spec.data, data_root)
-    model = create_model(spec.model, data.input_shape, data.num_classes, seed=0).to(dev, dtype)
+    model = place(create_model(spec.model, data.input_shape, data.num_classes, seed=0), dev, dtype)  # as trained
     opts = TrainOptions(eval_batch=eval_batch, data_workers=data_workers)
     bs, seed = spec.data.batch_size, spec.seeds.data_order
     if getattr(data, "streaming", False):

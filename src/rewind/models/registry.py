@@ -63,3 +63,16 @@ def create_model(spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int
     if initialise_weights:   # skipped for shapes-only models on the meta device (seeded normal_ there
         initialise(model, spec.init, seed)   # goes through torch's Python refs, which import dynamo: 1.4 s)
     return model
+
+
+def place(model: nn.Module, device, dtype: torch.dtype | None = None) -> nn.Module:
+    """``model`` on ``device`` (in ``dtype``), in the memory layout its convolutions run fastest in
+    there: channels-last for models with 2-D convolutions on the CPU (one training step at the
+    recipe's batch, 2 cores, torch 2.13: ResNet-20 on CIFAR-10 545 -> 348 ms, Conv-2 149 -> 125 ms,
+    the digits CNN 2.12 -> 1.95 ms). The layout changes the order of the convolution's sums, so
+    training and every tool that must reproduce its numbers exactly (the instability path's
+    endpoints) place models through here. Elsewhere the layout is left as it is (not measured)."""
+    model = model.to(device) if dtype is None else model.to(device, dtype)
+    if torch.device(device).type == "cpu" and any(p.dim() == 4 for p in model.parameters()):
+        model = model.to(memory_format=torch.channels_last)
+    return model

@@ -25,7 +25,7 @@ from torch.nn import functional as F
 
 from ..data import augment, batch_indices, iterations_per_epoch, load_data
 from ..data.tensors import shard_rows, to_float
-from ..models import create_model
+from ..models import create_model, place
 from ..spec import Spec, SpecError
 from ..store import RunDir, Store, notice, tensor_digest
 from .ddp import SINGLE, Single, data_parallel
@@ -454,7 +454,7 @@ def _train_locked(member: Member, run: RunDir, opts: TrainOptions, dp: Single = 
     data, device, dtype = pr.data, pr.device, pr.dtype
     ipe, total = pr.ipe, pr.total
 
-    model = create_model(spec.model, data.input_shape, pr.classes, seed=spec.seeds.init).to(device, dtype)
+    model = place(create_model(spec.model, data.input_shape, pr.classes, seed=spec.seeds.init), device, dtype)
     mask = None
     if member.mask is not None:
         unknown = set(member.mask) - set(model.prunable())
