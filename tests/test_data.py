@@ -103,13 +103,20 @@ def test_in_place_normalisation_gives_the_bits_of_the_plain_expression():
     from rewind.data.files import STATS, _pixels
     from rewind.data.tensors import to_float
 
-    # 200 images of 3x32x32: to_float looks pixels up 85 images at a time (1 MiB of indices), so 3 pieces
+    from rewind.data.tensors import _lookup
+
     x = torch.randint(0, 256, (200, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     mean = torch.tensor(STATS["cifar10"][0]).view(1, -1, 1, 1)
     std = torch.tensor(STATS["cifar10"][1]).view(1, -1, 1, 1)
     out = to_float(x, _pixels("cifar10"))
     assert out.dtype == torch.float32 and torch.equal(out, (x.float() / 255.0 - mean) / std)
     assert x.dtype == torch.uint8 and int(x.max()) > 1   # the input is not touched
+    # the table lookup other devices use (run here on the CPU) gives the same bits: 200 images of
+    # 3x32x32 are looked up 85 images at a time (1 MiB of indices), so in 3 pieces; and every value
+    assert torch.equal(_lookup(x, _pixels("cifar10")), out)
+    for name in STATS:
+        every = torch.arange(256, dtype=torch.uint8).view(1, 1, 16, 16).expand(2, len(STATS[name][0]), 16, 16)
+        assert torch.equal(_lookup(every, _pixels(name)), to_float(every, _pixels(name))), name
 
 
 def test_uint8_batches_have_the_bits_of_the_normalised_set():

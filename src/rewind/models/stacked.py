@@ -73,13 +73,20 @@ def forward(layers: Layers, params: dict[str, torch.Tensor], x: torch.Tensor, sh
     """Outputs [K, B, classes] for inputs [K, B, ...] (or [B, ...] for every member when
     ``shared``). ``keep`` collects each layer's input, for :func:`grad`."""
     k = params[layers[-1][0]].shape[0]
-    h = x.flatten(1).unsqueeze(0).expand(k, -1, -1) if shared else x.flatten(2)
+    h = x.flatten(1) if shared else x.flatten(2)
     last = len(layers) - 1
     for i, (w, b) in enumerate(layers):
         if keep is not None:
             keep.append(h)
-        # bmm then a broadcast add is faster than baddbmm on CPU (measured, torch 2.13)
-        h = torch.bmm(h, params[w].transpose(1, 2)) + params[b].unsqueeze(1)
+        if h.dim() == 2:
+            # one input for every member (evaluation): the first layer as one matrix product with
+            # all members' weights stacked, [B, K*out] (LeNet-300-100, K = 4, 4,096 rows: 29 ms
+            # against 39 for the batched product of the input repeated K times; 2 cores)
+            weight = params[w].reshape(-1, params[w].shape[-1])
+            h = torch.addmm(params[b].reshape(-1), h, weight.T).view(len(h), k, -1).transpose(0, 1)
+        else:
+            # bmm then a broadcast add is faster than baddbmm on CPU (measured, torch 2.13)
+            h = torch.bmm(h, params[w].transpose(1, 2)) + params[b].unsqueeze(1)
         if i < last:
             h = torch.relu_(h)
     return h

@@ -464,7 +464,9 @@ def _train_locked(member: Member, run: RunDir, opts: TrainOptions, dp: Single = 
     if member.init is not None:
         model.load_state_dict({k: v.to(device) for k, v in member.init.items()})
     params = dict(model.named_parameters())
-    masked = [(params[k], m) for k, m in mask.items()] if mask else []
+    # masks as 0/1 in each parameter's dtype and layout: multiplying by a bool mask converts it on
+    # every call (LeNet-300-100's first layer: 101 against 15 us); the same bits, signs of zero included
+    masked = [(params[k], torch.empty_like(params[k]).copy_(m)) for k, m in mask.items()] if mask else []
     with torch.no_grad():
         for p, m in masked:
             p.mul_(m)
