@@ -98,7 +98,7 @@ def fixed_engine(members: list[Member], opts: TrainOptions) -> TrainOptions:
 # Without a hand-written backward pass, members with more parameters than this are trained one by
 # one: on 2 CPU cores LeNet-300-100 (266K) through autograd ran at 578 model-steps/s stacked 16 at
 # a time against 627 sequentially, while the MNIST-1D MLP (15K) ran 3.5x faster stacked; Conv-2
-# (4.3M, vmap) 0.70x at K = 4. With one (ReLU MLPs: models/stacked.py; the small ReLU conv nets:
+# (4.3M, vmap) 0.60-0.70x at K = 4. With one (ReLU MLPs: models/stacked.py; the small ReLU conv nets:
 # models/stacked_conv.py) stacking wins at every size measured: LeNet-300-100 1.8-2.0x at K = 4-16,
 # a 1-D CNN of 149K parameters (widths 64,128,256) 1.4x at K = 8 (benchmarks/population.py). (Even
 # a lone MLP ran 1.2-1.5x faster as a stack of one, but single runs stay on the sequential engine,
