@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..spec import ModelSpec
-from . import stacked
+from . import stacked, stacked_conv
 from .base import RewindModel
 
 
@@ -167,12 +167,10 @@ class CifarResNet(RewindModel):
         # MNIST-1D, K = 8: 307-330 -> 433-450 model-steps/s (2 cores)
         h = (h.unsqueeze(2) if self.dim == 1 else h).contiguous(memory_format=torch.channels_last)
 
-        def conv_(h, name, stride, padding, groups=k):
-            w = params[name]
-            w = w.reshape(-1, *w.shape[2:])
-            if self.dim == 1:
-                w, stride, padding = w.unsqueeze(2), (1, stride[0]), (0, padding)
-            return F.conv2d(h, w.contiguous(memory_format=torch.channels_last), None, stride, padding, 1, groups)
+        def conv_(h, name, module, groups=k):
+            stride, padding = stacked_conv.geometry(module)
+            weight = stacked_conv.grouped_weight(params[f"{name}.weight"], module)
+            return F.conv2d(h, weight, None, stride, padding, 1, groups)
 
         def bn(h, name):
             if self.training:
@@ -181,13 +179,13 @@ class CifarResNet(RewindModel):
                                 params[f"{name}.weight"].reshape(-1), params[f"{name}.bias"].reshape(-1),
                                 self.training, 0.1, 1e-5)
 
-        h = F.relu(bn(conv_(h, "conv.weight", (1, 1), 1, groups), "bn"))
+        h = F.relu(bn(conv_(h, "conv", self.conv, groups), "bn"))
         for i, block in enumerate(self.blocks):
             p = f"blocks.{i}"
-            stride = block.conv1.stride
-            out = F.relu(bn(conv_(h, f"{p}.conv1.weight", stride, 1), f"{p}.bn1"))
-            out = bn(conv_(out, f"{p}.conv2.weight", (1, 1), 1), f"{p}.bn2")
-            short = bn(conv_(h, f"{p}.shortcut.0.weight", stride, 0), f"{p}.shortcut.1") if len(block.shortcut) else h
+            out = F.relu(bn(conv_(h, f"{p}.conv1", block.conv1), f"{p}.bn1"))
+            out = bn(conv_(out, f"{p}.conv2", block.conv2), f"{p}.bn2")
+            short = h if not len(block.shortcut) else bn(conv_(h, f"{p}.shortcut.0", block.shortcut[0]),
+                                                         f"{p}.shortcut.1")
             h = F.relu(out + short)
         pooled = h.mean(dim=tuple(range(2, h.dim())))          # [B, K*C]
         pooled = pooled.reshape(pooled.shape[0], k, -1).transpose(0, 1)  # [K, B, C]

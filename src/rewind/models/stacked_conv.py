@@ -78,7 +78,7 @@ class ConvReLUStack:
                 if self.pool and i == len(self.convs) - 1:
                     g = torch.ops.aten.max_pool2d_with_indices_backward(g, keep["pool_input"], [2, 2], [2, 2], [0, 0],
                                                                         [1, 1], False, keep["pool_indices"])
-                stride, padding = _geometry(conv)
+                stride, padding = geometry(conv)
                 weight = keep["weights"][i]
                 g_in, g_w, _ = torch.ops.aten.convolution_backward(
                     g, keep["inputs"][i], weight, None, stride, padding, [1, 1], False, [0, 0], k,
@@ -101,9 +101,8 @@ class ConvReLUStack:
         h = h.contiguous().view(b, *spatial, k * c_in).permute(0, 3, 1, 2)   # [B, K*C, H, W], channels-last
         for i, conv in enumerate(self.convs):
             w = params[f"convs.{i}.weight"]
-            weight = w.reshape(k * w.shape[1], w.shape[2], *_kernel(conv)).contiguous(
-                memory_format=torch.channels_last)
-            stride, padding = _geometry(conv)
+            weight = grouped_weight(w, conv)
+            stride, padding = geometry(conv)
             if keep is not None:
                 keep["inputs"].append(h)
                 keep["weights"].append(weight)
@@ -116,7 +115,7 @@ class ConvReLUStack:
                 h, indices = torch.ops.aten.max_pool2d_with_indices(h, [2, 2], [2, 2])
                 if keep is not None:
                     keep["pool_indices"] = indices
-            h = torch.relu_(h) if keep is not None else F.relu(h)
+            h = torch.relu_(h)
             if keep is not None:
                 keep["outputs"].append(h)
         _, kc, height, width = h.shape
@@ -132,12 +131,14 @@ class ConvReLUStack:
         return torch.baddbmm(params["out.bias"].unsqueeze(1), f, classifier.transpose(1, 2))
 
 
-def _kernel(conv) -> tuple[int, int]:
-    ks = conv.kernel_size
-    return (1, ks[0]) if len(ks) == 1 else tuple(ks)
+def grouped_weight(w: torch.Tensor, conv) -> torch.Tensor:
+    """K members' weights [K, out, in, *kernel] of ``conv`` as one grouped 2-D convolution's
+    [K*out, in, kh, kw] weight, channels-last (a 1-D kernel has height 1)."""
+    kernel = (1, *conv.kernel_size) if len(conv.kernel_size) == 1 else tuple(conv.kernel_size)
+    return w.reshape(-1, w.shape[2], *kernel).contiguous(memory_format=torch.channels_last)
 
 
-def _geometry(conv) -> tuple[list[int], list[int]]:
+def geometry(conv) -> tuple[list[int], list[int]]:
     """Stride and padding of ``conv`` as a 2-D convolution (a 1-D one has height 1)."""
     if len(conv.stride) == 1:
         return [1, conv.stride[0]], [0, conv.padding[0]]
