@@ -202,3 +202,48 @@ def test_engine_choice(tmp_path):
     # duplicates in a population are trained once
     runs = train_population([Member(spec), Member(spec)], Store(tmp_path), opts)
     assert runs[0].key == runs[1].key and runs[0].done
+
+
+def bits(t: torch.Tensor) -> bytes:
+    return t.contiguous().view(torch.uint8).numpy().tobytes()   # signs of zero included
+
+
+@pytest.mark.parametrize("engine", ["sequential", "vectorised"])
+def test_the_mask_after_each_step_is_skipped_only_where_it_changes_nothing(tmp_path, monkeypatch, engine):
+    from rewind.train import loop, optim, vectorised
+
+    spec = spec_for(**{"train.precision": "float32", "train.weight_decay": 5e-4, "train.steps": "120it"})  # momentum 0.9
+    seen = []
+
+    def watched(keep, tensors):
+        seen.append(optim.zero_where_pruned(keep, tensors))
+        return seen[-1]
+
+    def train(members, name, always_mask=False):
+        monkeypatch.setattr(loop, "zero_where_pruned", (lambda *a: False) if always_mask else watched)
+        monkeypatch.setattr(vectorised, "zero_where_pruned", (lambda *a: False) if always_mask else watched)
+        return train_population(members, Store(tmp_path / name), TrainOptions(quiet=True, engine=engine))
+
+    # a lottery member: weights and optimizer state start at zero where pruned, so the update keeps
+    # them there and the mask after each step is skipped, with the bits of applying it
+    masked = population(spec)[1:]
+    skipped = train(masked, "skipped")
+    assert seen and all(seen)
+    applied = train(masked, "applied", always_mask=True)
+    for a, b in zip(skipped, applied):
+        for step in (50, 120):
+            ta, tb = a.load(step), b.load(step)
+            assert ta.keys() == tb.keys() and all(bits(ta[k]) == bits(tb[k]) for k in ta)
+
+    # a momentum handed on from a dense run (pretraining deficit) moves pruned weights: masked every step
+    model = create_model(spec.model, (40,), 10, seed=0)
+    g = torch.Generator().manual_seed(7)
+    momentum = {f"optim/{i}/momentum_buffer": torch.randn(p.shape, generator=g, dtype=torch.float32)
+                for i, p in enumerate(model.parameters())}
+    members = [Member(m.spec, mask=m.mask, optim=momentum) for m in masked]
+    seen.clear()
+    runs = train(members, "momentum")
+    assert seen and not any(seen)
+    for member, run in zip(members, runs):
+        w = run.weights(120)
+        assert all(torch.count_nonzero(w[n][~m]) == 0 for n, m in member.mask.items())

@@ -29,7 +29,7 @@ from ..models import create_model, place
 from ..spec import Spec, SpecError
 from ..store import RunDir, Store, notice, tensor_digest
 from .ddp import SINGLE, Single, data_parallel
-from .optim import load_optimizer_tensors, lr_at, make_optimizer, optimizer_tensors
+from .optim import load_optimizer_tensors, lr_at, make_optimizer, optimizer_tensors, zero_where_pruned
 
 
 @dataclass
@@ -489,6 +489,10 @@ def _train_locked(member: Member, run: RunDir, opts: TrainOptions, dp: Single = 
     for h in hooks:
         evals |= h.evaluations
     params_by_name = dict(model.named_parameters())
+    # the mask after each step changes nothing while the pruned weights and their optimizer state are
+    # zero (optim.zero_where_pruned) and no hook sees the gradients in between
+    remask = bool(masked) and (bool(hooks) or not all(
+        zero_where_pruned(m, [p, *opt.state.get(p, {}).values()]) for p, m in masked))
     started = time.time()
     last_resume_time, last_resume_it = time.time(), iteration
     bar = None
@@ -537,8 +541,7 @@ def _train_locked(member: Member, run: RunDir, opts: TrainOptions, dp: Single = 
         for h in hooks:
             h.gradients(iteration, params_by_name)
         opt.step()
-        if masked:
-            # Weight decay and momentum can move a pruned weight; the mask wins after every step.
+        if remask:  # a loaded optimizer state can move a pruned weight; the mask wins after every step
             with torch.no_grad():
                 for p, m in masked:
                     p.mul_(m)

@@ -27,6 +27,18 @@ def lr_at(spec: TrainSpec, iteration: int, iterations_per_epoch: int) -> float:
     return lr
 
 
+def zero_where_pruned(keep: torch.Tensor, tensors) -> bool:
+    """Whether every tensor shaped like ``keep`` (0/1) holds (signed) zeros wherever ``keep`` is 0.
+
+    When a parameter and its optimizer state are zero where pruned and its gradient is masked, an
+    update by SGD (momentum, Nesterov, weight decay) or Adam leaves the pruned weights at zero, signs
+    included, so multiplying the weights by the mask after the step changes no bit and is skipped.
+    A loaded optimizer state (pretraining deficit, a dense run's momentum) may hold values there;
+    then the mask is applied after every step."""
+    off = keep == 0
+    return not any(bool(t[off].any()) for t in tensors if t.shape == keep.shape)
+
+
 def optimizer_tensors(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
     """Optimizer state as flat named tensors (``optim/<param index>/<name>``)."""
     out = {}

@@ -29,7 +29,7 @@ from ..data import augment, iterations_per_epoch
 from ..models import create_model
 from ..store import RunDir, Store
 from .loop import Member, TrainOptions, finish_run, progress_enabled, autocast, divergence, prepare, schedule_points
-from .optim import lr_at
+from .optim import lr_at, zero_where_pruned
 
 
 class Stack:
@@ -53,6 +53,7 @@ class Stack:
         self.buffers = {n: torch.stack([b.detach().clone()] * k) for n, b in template.named_buffers()}
         self.mask: torch.Tensor | None = None   # flat bool, True where a weight is kept
         self.keep: torch.Tensor | None = None   # the same as 0/1 in the parameters' dtype, to multiply by
+        self.remask = False   # whether an update can move a pruned weight (optim.zero_where_pruned)
         self.grad_buffer: torch.Tensor | None = None   # the hand-written backward's gradient (reused)
 
     def views(self, flat: torch.Tensor, k: int | None = None) -> dict[str, torch.Tensor]:
@@ -271,6 +272,8 @@ def _train_locked(members: list[Member], runs: list[RunDir], opts: TrainOptions)
             positions[i], tensors, rows[i] = resumed
             stack.set_member(i, {key[6:]: v for key, v in tensors.items() if key.startswith("model/")})
             opt.load_member(i, tensors)
+    if stack.keep is not None:
+        stack.remask = not zero_where_pruned(stack.keep, [stack.flat, *opt.state.values()])
     points = [schedule_points(m.spec, ipe, m.start, total) for m in members]
     if not opts.evaluate:
         points = [(set(), ckpts) for _, ckpts in points]
@@ -404,7 +407,7 @@ def _step(stack: Stack, opt: StackedOptimizer, here: list[int], t: int, lr: floa
             opt.steps[on_cpu] += 1
             steps = opt.steps[on_cpu]
         opt.step(flat, grad, state, steps, lr)
-        if mask is not None:
+        if mask is not None and stack.remask:
             flat.mul_(mask)
         if not everyone:
             stack.scatter(stack.flat, idx, flat)
