@@ -6,7 +6,8 @@ import os as _os
 # vectorised run's metrics differ between a fresh process and a long-lived one). Its conditional
 # numerical reproducibility mode removes that; it must be set before MKL starts, so it is set here,
 # before torch is imported (a user's own setting wins; a process that imported torch first keeps
-# MKL's default). Cost measured: none beyond noise on the MNIST-1D presets.
+# MKL's default). Cost measured: none beyond noise on the MNIST-1D presets and on LeNet's products.
+# (The differing metrics it was set for turned out to come mostly from MKL's vector math: rewind/vml.py.)
 _os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 # OpenMP threads that wait for work spin (libgomp: 300,000 spins) before they sleep. Two torch processes
 # on the same cores then spend their time spinning against each other (two LeNet runs at once took 33x
@@ -20,6 +21,9 @@ if _os.environ.get("REWIND_OMP_POLICY", "yield") != "torch" and not (
 from . import alloc as _alloc  # glibc allocator policy (rewind/alloc.py): set before torch is imported
 
 _MMAP_THRESHOLD_FIXED = _alloc.fix_policy()  # whether glibc accepted it (tests read this)
+from . import vml as _vml
+
+_vml.start()  # before any parallel kernel calls MKL's vector math (rewind/vml.py)
 from .api import make_spec, replicate_spec, results, train
 from .presets import PRESETS, get_preset
 from .spec import DataSpec, ModelSpec, PruneSpec, SeedSpec, Spec, SpecError, TrainSpec
