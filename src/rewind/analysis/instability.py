@@ -20,8 +20,8 @@ import itertools
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import torch
 from torch import nn
 
@@ -32,6 +32,9 @@ from ..store import RunDir, atomic_write_text, notice
 from ..train import Member, TrainOptions
 from ..exec import train_population
 from ..train.loop import dtype_of, evaluate_batches, resolve_device, streamed_batches, tensor_batches
+
+if TYPE_CHECKING:  # imported where used: pandas is 0.27 s of `import rewind`, which every worker process pays
+    import pandas as pd
 
 COPY_SEED_STRIDE = 7919  # copy c trains with data_order/augment seeds shifted by (c + 1) * this
 
@@ -92,6 +95,8 @@ def interpolate_pair(run_a: RunDir, run_b: RunDir, *, points: int = 30, bn_reset
     ``device``; for a streamed dataset (ImageNet) the train split is its fixed evaluation sample
     and ``example`` indexes that sample.
     """
+    import pandas as pd
+
     from ..spec import Spec
 
     if points < 2:
@@ -167,6 +172,8 @@ def _analysis_dir(root: Path, key: str) -> Path:
 
 def load_per_example(root, key: str) -> pd.DataFrame:
     """The per-example barrier table of one interpolation (``analysis`` column of the results)."""
+    import pandas as pd
+
     return pd.read_csv(_analysis_dir(Path(root), key) / "per_example.csv")
 
 
@@ -177,6 +184,8 @@ def instability(study, levels: list[int], at=None, *, copies: int = 2, points: i
 
     Returns the tidy rows (path points and summaries) of every pair, also written to the store.
     """
+    import pandas as pd
+
     check_range("--copies", copies, 2, MAX_COPIES)
     check_range("--points (the two ends and the points between)", points, 2, MAX_POINTS)
     check_range("--bn-batches", bn_batches, 1, 10**6)
@@ -217,6 +226,8 @@ def instability(study, levels: list[int], at=None, *, copies: int = 2, points: i
 
 def _diverged_pair(pt, pair: str, bn_reset: bool) -> pd.DataFrame:
     """A pair with a diverged copy has no path: NaN instability rows with status "diverged"."""
+    import pandas as pd
+
     notice(f"instability: copy pair {pair} at level {pt.labels['level']}, rewind {pt.labels['rewind_step']}, "
            f"replicate {pt.labels['replicate']} has a diverged copy; no path is interpolated")
     out = pd.DataFrame([{"alpha": None, "split": split, "metric": metric, "value": float("nan")}
@@ -229,6 +240,8 @@ def _diverged_pair(pt, pair: str, bn_reset: bool) -> pd.DataFrame:
 
 def _pair(study, pt, pair: str, a: RunDir, b: RunDir, points: int, bn_reset: bool, bn_batches: int,
           opts: TrainOptions) -> pd.DataFrame:
+    import pandas as pd
+
     settings = {"a": a.key, "b": b.key, "points": points, "bn_reset": bn_reset,
                 "bn_batches": bn_batches if bn_reset else 0}
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
