@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
 import os
 import subprocess
 import sys
@@ -52,8 +53,6 @@ def main() -> None:
                     help="spec overrides (default: train.steps=120it, train.eval_every=40it, train.milestones=60it)")
     ap.add_argument("--no-eval", action="store_true", help="train without evaluations (TrainOptions(evaluate=False))")
     a = ap.parse_args()
-    import json
-
     overrides = dict(s.split("=", 1) for s in a.set) or {"train.steps": "120it", "train.eval_every": "40it",
                                                           "train.milestones": "60it"}
     arg = json.dumps([a.preset, a.engine, a.replicates, not a.no_eval, overrides])
