@@ -215,6 +215,26 @@ def test_skipping_evaluation_changes_nothing_but_the_metrics(tmp_path, engine):
         assert b.metrics().empty and not a.metrics().empty
 
 
+@pytest.mark.parametrize("engine", ["sequential", "vectorised"])
+def test_evaluating_the_test_split_only_records_the_same_test_rows(tmp_path, engine):
+    both = [Member(small_spec(**{"seeds.init": i})) for i in range(2)]
+    only = [Member(m.spec.replace(**{"train.eval_splits": "test"})) for m in both]
+    assert only[0].spec.hash != both[0].spec.hash and "eval_splits" not in both[0].spec.canonical_json()
+    ref = train_population(both, Store(tmp_path / "a"), TrainOptions(quiet=True, engine=engine))
+    test = train_population(only, Store(tmp_path / "b"), TrainOptions(quiet=True, engine=engine))
+    for a, b in zip(ref, test):
+        assert_same(final_weights(a), final_weights(b))
+        ma, mb = a.metrics(), b.metrics()
+        assert set(ma["split"]) == {"train", "test"} and set(mb["split"]) == {"test"}
+        assert ma[ma["split"] == "test"].reset_index(drop=True).equals(mb.reset_index(drop=True))
+
+
+@pytest.mark.parametrize("value, message", [("", "at least one"), ("test,test", "once"), ("val", "unknown split")])
+def test_bad_eval_splits_are_refused_by_name(value, message):
+    with pytest.raises(rewind.SpecError, match=f"train.eval_splits.*{message}"):
+        small_spec(**{"train.eval_splits": value})
+
+
 def test_the_thread_count_is_recorded_and_a_fixed_count_reproduces_the_bits(tmp_path):
     import torch
 

@@ -502,7 +502,7 @@ def _train_locked(member: Member, run: RunDir, opts: TrainOptions, dp: Single = 
         bar = tqdm(total=total, initial=iteration, desc=f"{member.kind} {run.key[:8]}", leave=False, unit="it")
 
     def record(it: int) -> None:
-        for split in ("train", "test"):
+        for split in spec.train.eval_splits:
             loss, acc = evaluate_split(model, pr, split, opts, dp)
             rows.append({"step": it, "split": split, "metric": "loss", "value": loss})
             rows.append({"step": it, "split": split, "metric": "accuracy", "value": acc})

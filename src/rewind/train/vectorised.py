@@ -300,7 +300,8 @@ def _train_locked(members: list[Member], runs: list[RunDir], opts: TrainOptions)
         here = [i for i in range(k) if positions[i] == t]
         to_eval = [i for i in here if t in points[i][0]]
         if to_eval:
-            for split, (x, y) in (("train", (x_train, y_train)), ("test", (x_test, y_test))):
+            for split in spec.train.eval_splits:
+                x, y = (x_train, y_train) if split == "train" else (x_test, y_test)
                 for i, (loss, acc) in zip(to_eval, _evaluate(stack, to_eval, x, y, opts.eval_batch, pr.batch_inputs)):
                     rows[i].append({"step": t, "split": split, "metric": "loss", "value": loss})
                     rows[i].append({"step": t, "split": split, "metric": "accuracy", "value": acc})
