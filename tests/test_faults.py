@@ -214,6 +214,23 @@ def test_sigkill_anywhere_including_between_checkpoint_and_record_resumes_to_the
             assert any(r["action"].startswith("removed") for r in verify_store(Store(root), repair=True))
 
 
+def test_verify_repair_leaves_the_files_of_a_run_in_training_alone(pristine, tmp_path):
+    src, key, _ = pristine
+    root = tmp_path / "runs"
+    shutil.copytree(src, root)
+    leftover = root / key / ".resume.safetensors.abc.tmp"
+    leftover.write_bytes(b"being written")
+    run = Store(root).run(key)
+    assert run.interrupted_writes() == [leftover]
+    with run.lock():   # flock: a second open file in this process is refused like another process
+        [row] = [r for r in verify_store(Store(root), repair=True) if r["key"] == key]
+        assert leftover.exists() and row["action"].startswith("left alone")
+        with run.lock(wait=False) as held:
+            assert held is False
+    [row] = [r for r in verify_store(Store(root), repair=True) if r["key"] == key]
+    assert not leftover.exists() and row["action"] == f"removed {leftover.name}"
+
+
 def _store_listing(root: Path) -> dict:
     return {str(p.relative_to(root)): p.stat().st_size for p in root.rglob("*") if p.is_file()}
 

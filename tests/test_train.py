@@ -95,6 +95,8 @@ def test_an_interrupted_run_resumes_to_identical_bits(tmp_path, optimizer, crash
         train_population([Member(spec)], store, TrainOptions(quiet=True, resume_every=25, on_iteration=crash))
     run = store.run(spec.hash)
     assert run.status == "partial" and not run.done
+    # what a process killed in the middle of writing its resume point leaves: removed on resuming
+    (run.path / ".resume.safetensors.k9x2.tmp").write_bytes(b"half a checkpoint")
     seen = []
     train_population([Member(spec)], store, TrainOptions(quiet=True, resume_every=25,
                                                          on_iteration=lambda r, it: seen.append(it)))
@@ -102,6 +104,7 @@ def test_an_interrupted_run_resumes_to_identical_bits(tmp_path, optimizer, crash
     assert_same(final_weights(run), final_weights(ref))
     assert_same(run.load(120), ref.load(120))          # optimizer state too
     assert run.metrics().equals(ref.metrics())
+    assert not list(run.path.glob(".*.tmp"))
 
 
 _WORKER = textwrap.dedent("""

@@ -213,23 +213,36 @@ class RunDir:
         return dest
 
     def reset_if_damaged(self) -> None:
-        """Before training (under the lock): a damaged run is moved aside and said so, in one line."""
+        """Before training (under the lock): a damaged run is moved aside and said so, in one line;
+        the temporary files of writes that a killed process left unfinished are removed (every
+        write into a run is made under its lock, so none of them is still being written)."""
         health = self.health()
         if health.status == "damaged":
             dest = self.quarantine(health.problem or "damaged")
             notice(f"run {self.key} was damaged ({health.problem}); moved its files to {dest} and training it again")
+        for p in self.interrupted_writes():
+            p.unlink(missing_ok=True)
+
+    def interrupted_writes(self) -> list[Path]:
+        """Temporary files of atomic writes (``.<name>.<random>.tmp``) left in the run's folder."""
+        return [p for p in self.path.glob(".*.tmp") if p.is_file()] if self.path.is_dir() else []
 
     # ---- writing ------------------------------------------------------
     @contextlib.contextmanager
-    def lock(self) -> Iterator[None]:
-        """An exclusive lock held while this process trains the run (blocks others)."""
+    def lock(self, wait: bool = True) -> Iterator[bool]:
+        """An exclusive lock held while this process trains the run. ``wait=False`` does not block:
+        it yields False (and holds nothing) when another process holds the lock."""
         import fcntl
 
         self.path.mkdir(parents=True, exist_ok=True)
         with open(self.path / ".lock", "a+") as fh:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
             try:
-                yield
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
             finally:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 

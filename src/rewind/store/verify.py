@@ -60,7 +60,7 @@ def verify_store(store: Store, repair: bool = False) -> list[dict]:
             if (run.path / "metrics.csv").exists():
                 row["problem"] = ("metrics.csv but no DONE record: killed while finishing, or DONE was deleted; "
                                   "the next command that needs the run trains it again")
-        stale = [p for p in run.path.iterdir() if p.name.endswith(".tmp")]
+        stale = run.interrupted_writes()
         if health.finished and (run.path / "resume.safetensors").exists():
             stale += [run.path / n for n in ("resume.safetensors", "metrics.partial.csv", "probes.partial.csv")
                       if (run.path / n).exists()]
@@ -72,9 +72,14 @@ def verify_store(store: Store, repair: bool = False) -> list[dict]:
                     if run.health(deep=True).status == "damaged":
                         row["action"] = f"moved to {run.quarantine(health.problem or 'damaged')}"
             elif stale:
-                for p in stale:
-                    p.unlink(missing_ok=True)
-                row["action"] = "removed " + ", ".join(p.name for p in stale)
+                # under the run's lock: a training process may be writing one of these right now
+                with run.lock(wait=False) as held:
+                    if held:
+                        for p in stale:
+                            p.unlink(missing_ok=True)
+                        row["action"] = "removed " + ", ".join(p.name for p in stale)
+                    else:
+                        row["action"] = "left alone: a process is training this run"
         rows.append(row)
     for where, names in _caches(store):
         problems = []
