@@ -225,10 +225,12 @@ def test_verify_repair_leaves_the_files_of_a_run_in_training_alone(pristine, tmp
     with run.lock():   # flock: a second open file in this process is refused like another process
         [row] = [r for r in verify_store(Store(root), repair=True) if r["key"] == key]
         assert leftover.exists() and row["action"].startswith("left alone")
+        assert row["problem"].startswith("a process is training this run")
         with run.lock(wait=False) as held:
             assert held is False
     [row] = [r for r in verify_store(Store(root), repair=True) if r["key"] == key]
     assert not leftover.exists() and row["action"] == f"removed {leftover.name}"
+    assert row["problem"] == f"left over by an interrupted write: {leftover.name}"
 
 
 def _store_listing(root: Path) -> dict:

@@ -238,13 +238,14 @@ class RunDir:
         with open(self.path / ".lock", "a+") as fh:
             try:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+                held = True
             except BlockingIOError:
-                yield False
-                return
+                held = False
             try:
-                yield True
+                yield held
             finally:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+                if held:
+                    fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
     def write_spec(self, spec_doc: dict, meta: dict) -> None:
         """Write spec.json and meta.json of an unfinished run (the caller holds the lock). The spec

@@ -65,21 +65,21 @@ def verify_store(store: Store, repair: bool = False) -> list[dict]:
             stale += [run.path / n for n in ("resume.safetensors", "metrics.partial.csv", "probes.partial.csv")
                       if (run.path / n).exists()]
         if stale:
-            row["problem"] = row["problem"] or f"left over by an interrupted write: {', '.join(p.name for p in stale)}"
-        if repair:
-            if health.status == "damaged":
-                with run.lock():
-                    if run.health(deep=True).status == "damaged":
-                        row["action"] = f"moved to {run.quarantine(health.problem or 'damaged')}"
-            elif stale:
-                # under the run's lock: a training process may be writing one of these right now
-                with run.lock(wait=False) as held:
-                    if held:
-                        for p in stale:
-                            p.unlink(missing_ok=True)
-                        row["action"] = "removed " + ", ".join(p.name for p in stale)
-                    else:
-                        row["action"] = "left alone: a process is training this run"
+            # a process that holds the run's lock is training it and may be writing these right now
+            with run.lock(wait=False) as held:
+                names = ", ".join(p.name for p in stale)
+                row["problem"] = row["problem"] or (f"left over by an interrupted write: {names}" if held
+                                                    else f"a process is training this run (writing {names})")
+                if repair and held and health.status != "damaged":
+                    for p in stale:
+                        p.unlink(missing_ok=True)
+                    row["action"] = f"removed {names}"
+                elif repair and not held:
+                    row["action"] = "left alone: a process is training this run"
+        if repair and health.status == "damaged":
+            with run.lock():
+                if run.health(deep=True).status == "damaged":
+                    row["action"] = f"moved to {run.quarantine(health.problem or 'damaged')}"
         rows.append(row)
     for where, names in _caches(store):
         problems = []
