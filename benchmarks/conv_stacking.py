@@ -53,6 +53,17 @@ rewind's stacked_grad 11.9. In benchmarks/population.py the K = 16 1-D CNN went 
 step and runs at the library's speed: 6.4 us per member-example for forward and backward at K = 16,
 the same at K = 4, 8 and 32 and at half the batch (116-168 GFLOP/s of the 330 these cores reach in a
 large sgemm), so 3x over sequential is out of reach for it this way.
+Session 12 (same machine): the digits CNN's K = 16 step is 11.8 ms (conv2 forward 1.8 ms and
+backward 4.7-5.0 at 240-333 GFLOP/s; 3x needs ~10.9). Tried and dropped: the input gradient as a
+forward convolution with flipped, transposed weights (identical bits, same 2.5 ms); the ReLU fused
+into the convolution with torch.ops.mkldnn._convolution_pointwise (identical bits, ~0.45 ms faster,
+but oneDNN's ReLU maps NaN to 0, so a member with NaN weights and a finite loss would not be
+stopped as diverged); a two-stage pairwise-max max-pool (0.99 / 7.4 ms forward / backward against
+the library's 0.47 / 0.49); heap huge pages (GLIBC_TUNABLES=glibc.malloc.hugetlb=1: no gain). One
+thread per core beats two threads per process for these nets, for both engines: two 1-thread
+processes of K = 8 gave 1,551 model-steps/s together against 1,300 for one 2-thread K = 16 process
+(sequential: 749 against 478); two Python threads in one process gave 1,218-1,341, and 1,414-1,450
+with MALLOC_ARENA_MAX=1 (the second thread's glibc arena misses alloc.py's mmap/trim policy).
 """
 import time
 
