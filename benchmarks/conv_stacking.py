@@ -63,7 +63,7 @@ the library's 0.47 / 0.49); heap huge pages (GLIBC_TUNABLES=glibc.malloc.hugetlb
 thread per core beats two threads per process for these nets, for both engines: two 1-thread
 processes of K = 8 gave 1,551 model-steps/s together against 1,300 for one 2-thread K = 16 process
 (sequential: 749 against 478); two Python threads in one process gave 1,218-1,341, and 1,414-1,450
-with MALLOC_ARENA_MAX=1 (the second thread's glibc arena misses alloc.py's mmap/trim policy).
+with MALLOC_ARENA_MAX=1 (one glibc arena for both threads; why a second arena costs this was not pinned down).
 """
 import time
 
