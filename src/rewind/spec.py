@@ -429,8 +429,12 @@ def _validate(path: str, fl: dataclasses.Field, v: Any) -> None:
     if choices is not None and v not in choices:
         raise SpecError(f"{path}: {v!r} is not allowed; choose one of: {', '.join(map(str, choices))}")
     values = v if isinstance(v, tuple) else (v,)
-    if check == "splits" and (not values or len(set(values)) != len(values)):
-        raise SpecError(f"{path}: name each split once, at least one of train and test; got {v!r}")
+    if check == "splits":
+        unknown = [x for x in values if x not in ("train", "test")]
+        if unknown:
+            raise SpecError(f"{path}: unknown split {unknown[0]!r}; choose train, test or train,test")
+        if not values or len(set(values)) != len(values):
+            raise SpecError(f"{path}: name each split once, at least one of train and test; got {v!r}")
     for x in values:
         if isinstance(x, float) and not math.isfinite(x):
             raise SpecError(f"{path}: must be a finite number, got {v!r}")
@@ -444,8 +448,6 @@ def _validate(path: str, fl: dataclasses.Field, v: Any) -> None:
             raise SpecError(f"{path}: must lie strictly between 0 and 1, got {v!r}")
         if check == "model" and _MODEL_CATALOGUE and not _MODEL_CATALOGUE[0](x):
             raise SpecError(f"{path}: unknown model {x!r}; known: {', '.join(_MODEL_CATALOGUE[1]())}")
-        if check == "splits" and x not in ("train", "test"):
-            raise SpecError(f"{path}: unknown split {x!r}; choose train, test or train,test")
         if check == "rate" and not 0.0 <= x < 1.0:
             raise SpecError(f"{path}: must lie in [0, 1) (0 means: use prune.fraction), got {v!r}")
 
