@@ -26,7 +26,7 @@ import hashlib
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -186,10 +186,9 @@ def compare_hu(spec: Spec, options: HuOptions, data_root=None) -> tuple[pd.DataF
     ipe = iterations_per_epoch(n, bs)
     train_spec = spec.train if not options.lr else spec.replace(**{"train.lr": options.lr}).train
     if options.full_batch:
-        lr0 = options.lr or spec.train.lr
-        opts = {k: torch.optim.SGD(v, lr=lr0) for k, v in params.items()}
-    else:
-        opts = {k: make_optimizer(train_spec, v) for k, v in params.items()}
+        # plain gradient descent, whatever the spec's optimizer
+        train_spec = replace(train_spec, optimizer="sgd", momentum=0.0, nesterov=False, weight_decay=0.0)
+    opts = {k: make_optimizer(train_spec, v) for k, v in params.items()}
 
     def net_out(x, offset, idx=None):
         out = net(x).squeeze(1)

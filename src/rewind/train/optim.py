@@ -2,17 +2,87 @@
 from __future__ import annotations
 
 import torch
+from torch.optim.adam import adam as _adam
+from torch.optim.sgd import sgd as _sgd
 
 from ..spec import TrainSpec
 
 
-def make_optimizer(spec: TrainSpec, params) -> torch.optim.Optimizer:
-    if spec.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum, nesterov=spec.nesterov,
-                               weight_decay=spec.weight_decay)
-    if spec.optimizer == "adam":
-        return torch.optim.Adam(params, lr=spec.lr, betas=tuple(spec.betas), weight_decay=spec.weight_decay)
-    raise ValueError(f"train.optimizer: unknown optimizer {spec.optimizer!r}")
+class Optimizer:
+    """SGD (momentum, Nesterov, weight decay) or Adam: the update that ``torch.optim.SGD`` and
+    ``torch.optim.Adam`` compute, through the same functional kernels (``torch.optim.sgd.sgd``,
+    ``torch.optim.adam.adam``) with the same arguments, so the same bits (tested against them), and
+    the part of their interface rewind uses (``param_groups[i]["lr"]``, ``state`` by parameter,
+    ``zero_grad``, ``step``, ``state_dict``/``load_state_dict`` in their format).
+
+    Why not torch.optim's classes: building, zeroing, stepping or saving one imports
+    ``torch._dynamo`` (so that torch.compile leaves those methods alone), 0.8-1.8 s a process on
+    2 cores, most of a short run's start-up after ``import torch``."""
+
+    def __init__(self, spec: TrainSpec, params):
+        if spec.optimizer not in ("sgd", "adam"):
+            raise ValueError(f"train.optimizer: unknown optimizer {spec.optimizer!r}")
+        self.spec = spec
+        self.param_groups = [{"params": list(params), "lr": spec.lr}]
+        self.state: dict[torch.Tensor, dict[str, torch.Tensor]] = {}
+
+    @property
+    def _params(self) -> list[torch.Tensor]:
+        return self.param_groups[0]["params"]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self._params:
+            if set_to_none:
+                p.grad = None
+            elif p.grad is not None:
+                p.grad.zero_()
+
+    @torch.no_grad()
+    def step(self) -> None:
+        s, lr = self.spec, self.param_groups[0]["lr"]
+        params = [p for p in self._params if p.grad is not None]
+        grads = [p.grad for p in params]
+        if s.optimizer == "sgd":
+            bufs = [self.state.get(p, {}).get("momentum_buffer") for p in params] if s.momentum else []
+            _sgd(params, grads, bufs, weight_decay=s.weight_decay, momentum=s.momentum, lr=lr, dampening=0,
+                 nesterov=s.nesterov, maximize=False)
+            for p, buf in zip(params, bufs):   # the first step creates each buffer
+                self.state.setdefault(p, {})["momentum_buffer"] = buf
+            return
+        for p in params:
+            if p not in self.state:   # as Adam does: a float step count on the CPU, zero moments
+                self.state[p] = {"step": torch.tensor(0.0, dtype=_scalar_dtype()),
+                                 "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
+                                 "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format)}
+        state = [self.state[p] for p in params]
+        beta1, beta2 = s.betas
+        _adam(params, grads, [t["exp_avg"] for t in state], [t["exp_avg_sq"] for t in state], [],
+              [t["step"] for t in state], amsgrad=False, beta1=beta1, beta2=beta2, lr=lr,
+              weight_decay=s.weight_decay, eps=1e-8, maximize=False)
+
+    def state_dict(self) -> dict:
+        """torch.optim's format: state by parameter index (the same tensors, not copies)."""
+        index = {p: i for i, p in enumerate(self._params)}
+        return {"state": {index[p]: dict(v) for p, v in self.state.items()},
+                "param_groups": [{"lr": self.param_groups[0]["lr"], "params": list(range(len(self._params)))}]}
+
+    def load_state_dict(self, sd: dict) -> None:
+        """As torch.optim loads: tensors moved to their parameter's device and floating dtype, the
+        step count kept as it is."""
+        self.state = {}
+        for i, values in sd["state"].items():
+            p = self._params[int(i)]
+            self.state[p] = {k: v if k == "step" else v.to(device=p.device, dtype=p.dtype if v.is_floating_point()
+                                                                  else v.dtype)
+                             for k, v in values.items()}
+
+
+def _scalar_dtype() -> torch.dtype:
+    return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+
+
+def make_optimizer(spec: TrainSpec, params) -> Optimizer:
+    return Optimizer(spec, params)
 
 
 def lr_at(spec: TrainSpec, iteration: int, iterations_per_epoch: int) -> float:
@@ -39,7 +109,7 @@ def zero_where_pruned(keep: torch.Tensor, tensors) -> bool:
     return not any(bool(t[off].any()) for t in tensors if t.shape == keep.shape)
 
 
-def optimizer_tensors(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+def optimizer_tensors(opt: Optimizer) -> dict[str, torch.Tensor]:
     """Optimizer state as flat named tensors (``optim/<param index>/<name>``)."""
     out = {}
     for idx, state in opt.state_dict()["state"].items():
@@ -49,7 +119,7 @@ def optimizer_tensors(opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
     return out
 
 
-def load_optimizer_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> None:
+def load_optimizer_tensors(opt: Optimizer, tensors: dict[str, torch.Tensor]) -> None:
     sd = opt.state_dict()
     state: dict[int, dict] = {}
     for key, value in tensors.items():
