@@ -69,12 +69,12 @@ class Optimizer:
     def load_state_dict(self, sd: dict) -> None:
         """As torch.optim loads: tensors moved to their parameter's device and floating dtype, the
         step count kept as it is."""
-        self.state = {}
-        for i, values in sd["state"].items():
-            p = self._params[int(i)]
-            self.state[p] = {k: v if k == "step" else v.to(device=p.device, dtype=p.dtype if v.is_floating_point()
-                                                                  else v.dtype)
-                             for k, v in values.items()}
+        def placed(v: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+            return v.to(device=p.device, dtype=p.dtype) if v.is_floating_point() else v.to(p.device)
+
+        params = self._params
+        self.state = {params[int(i)]: {k: v if k == "step" else placed(v, params[int(i)]) for k, v in values.items()}
+                      for i, values in sd["state"].items()}
 
 
 def _scalar_dtype() -> torch.dtype:
