@@ -11,7 +11,7 @@ SPEC = {"train.steps": "60it", "train.eval_every": "20it", "train.milestones": "
 def test_network_side_is_the_ordinary_training_run(tmp_path):
     spec = rewind.get_preset("mnist1d_mlp").spec.replace(**SPEC)
     rows = compare(spec, schedule="20it")
-    run = rewind.train(spec, root=tmp_path)
+    run = rewind.train(spec, root=tmp_path, options=rewind.TrainOptions(quiet=True, engine="sequential"))
     m = run.metrics()
     for step in (0, 20, 40, 60):
         for split in ("train", "test"):

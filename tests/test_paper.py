@@ -246,10 +246,12 @@ def test_precision_and_device_are_recorded(tmp_path, capsys):
 
 
 def test_compiled_training_matches_eager(tmp_path, capsys):
-    """--compile (torch.compile of the training forward) on the CPU: same run, engine recorded."""
+    """--compile (torch.compile of the training forward) on the CPU: close to the eager sequential
+    loop, the engine recorded (and named in the key: compiled kernels round differently)."""
     sets = ["--set", "train.steps=30it", "--set", "train.eval_every=10it"]
     assert main(["train", "--preset", "mnist1d_mlp", *sets, "--compile", "--root", str(tmp_path / "c"), "--quiet"]) == 0
-    assert main(["train", "--preset", "mnist1d_mlp", *sets, "--root", str(tmp_path / "e"), "--quiet"]) == 0
+    assert main(["train", "--preset", "mnist1d_mlp", *sets, "--engine", "sequential", "--root", str(tmp_path / "e"),
+                 "--quiet"]) == 0
     [compiled], [eager] = rewind.Store(tmp_path / "c").runs(), rewind.Store(tmp_path / "e").runs()
     assert compiled.summary()["engine"] == "sequential+compile" and eager.summary()["engine"] == "sequential"
     a, b = compiled.weights(30), eager.weights(30)

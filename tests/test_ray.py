@@ -147,7 +147,8 @@ def _ray_task_pids() -> list[int]:
 def test_a_worker_killed_mid_task_is_retried_and_ends_bit_identical(cluster, tmp_path):
     spec = rewind.get_preset("mnist1d_mlp").spec.replace(**{"train.steps": "3000it", "train.eval_every": "1000it"})
     members = [Member(spec.replace(**{"seeds.init": i, "seeds.data_order": i})) for i in range(2)]
-    train_population(members, Store(tmp_path / "local"), TrainOptions(quiet=True))  # all stacked, this process
+    local = train_population(members, Store(tmp_path / "local"), TrainOptions(quiet=True))  # stacked, this process
+    keys = [r.key for r in local]   # the members' keys name their engine
     store = Store(tmp_path / "ray")
     opts = TrainOptions(quiet=True, executor="ray", ray_address=cluster, resume_every=100)
     result, killed = {}, []
@@ -155,7 +156,7 @@ def test_a_worker_killed_mid_task_is_retried_and_ends_bit_identical(cluster, tmp
     worker.start()
     deadline = time.time() + 120
     while not killed and time.time() < deadline and worker.is_alive():
-        if any((store.run(m.key).path / "resume.safetensors").exists() for m in members):
+        if any((store.run(k).path / "resume.safetensors").exists() for k in keys):
             pids = _ray_task_pids()
             if pids:
                 os.kill(pids[0], signal.SIGKILL)
@@ -164,8 +165,8 @@ def test_a_worker_killed_mid_task_is_retried_and_ends_bit_identical(cluster, tmp
     worker.join(300)
     assert killed, "no task was running with a resume point to kill"
     assert not worker.is_alive() and len(result["runs"]) == 2
-    for m in members:
-        a, b = store.run(m.key), Store(tmp_path / "local").run(m.key)
+    for k in keys:
+        a, b = store.run(k), Store(tmp_path / "local").run(k)
         assert a.done and a.summary()["pid"] != killed[0]
         wa, wb = a.load(3000), b.load(3000)
         assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
@@ -237,3 +238,62 @@ def test_a_store_that_a_node_cannot_see_is_refused(cluster, tmp_path):
             "--ray-address", cluster, check=False)
     _refused(p, "--root", "does not see it", "shared file system")
     assert not root.exists()
+
+
+def test_an_address_where_something_else_answers_is_refused_in_seconds(tmp_path):
+    """A port where another server listens (here a web server; in some networks a proxy answers
+    every address) made ray.init retry for 20-40 s with a screenful of warnings."""
+    import http.server
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        started = time.time()
+        p = cli("train", "--set", "train.steps=20it", "--root", str(tmp_path / "s"), "--executor", "ray",
+                "--ray-address", f"127.0.0.1:{server.server_address[1]}", check=False, timeout=60)
+        assert time.time() - started < 20
+    finally:
+        server.shutdown()
+    _refused(p, "--ray-address", "no Ray cluster answers there")
+    assert not (tmp_path / "s").exists()
+
+
+def test_a_stale_current_cluster_file_is_said_in_one_line(tmp_path):
+    """`ray start` writes the address of its cluster to ray_current_cluster; when its processes are
+    killed the file stays, and ray.init waited on the dead cluster without end (a lottery waited
+    13 minutes). Now: with no address Ray starts here after one warning line; with auto, one line
+    naming the file, exit 2."""
+    import tempfile
+
+    short = Path(tempfile.mkdtemp(prefix="rw", dir="/tmp"))   # Ray's socket paths must stay short
+    env = {**_env(), "TMPDIR": str(short)}
+    port = _free_port()
+    try:
+        subprocess.run([RAY, "start", "--head", "--num-cpus", "1", "--port", str(port), "--node-ip-address",
+                        "127.0.0.1", "--include-dashboard", "false"], env=env, check=True, capture_output=True)
+        _stop_cluster(port)
+        _kill_matching(str(short))
+        assert (short / "ray" / "ray_current_cluster").read_text().strip().endswith(f":{port}")
+        base = [sys.executable, "-m", "rewind", "train", "--set", "train.steps=20it", "--quiet", "--executor", "ray"]
+        started = time.time()
+        p = subprocess.run([*base, "--root", str(tmp_path / "a")], env=env, capture_output=True, text=True,
+                           timeout=180)
+        assert p.returncode == 0, p.stderr
+        assert "no longer answers" in p.stderr and "starting Ray on this machine" in p.stderr
+        assert time.time() - started < 90 and len(Store(tmp_path / "a").runs()) == 1
+        p = subprocess.run([*base, "--ray-address", "auto", "--root", str(tmp_path / "b")], env=env,
+                           capture_output=True, text=True, timeout=60)
+        _refused(p, "--ray-address auto", "ray_current_cluster", "no longer answers")
+        assert not (tmp_path / "b").exists()
+    finally:
+        _kill_matching(str(short))
+        shutil.rmtree(short, ignore_errors=True)
+
+
+def _kill_matching(text: str) -> None:
+    for pid, c in _cmdlines().items():
+        if text in c and pid != os.getpid():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass

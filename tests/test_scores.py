@@ -66,7 +66,7 @@ def spec_of(**over):
 def test_scores_are_stored_reproducible_and_reuse_the_full_runs_checkpoints(tmp_path):
     spec = spec_of(**{"train.checkpoints": "40it"})
     keys, opts = set(), TrainOptions(quiet=True)
-    rewind.train(spec, replicates=3, root=tmp_path / "a")
+    full = rewind.train(spec, replicates=3, root=tmp_path / "a")
     spy = TrainOptions(quiet=True, on_iteration=lambda run, it: keys.add(run.key))
     a = ScoreSet(spec, "el2n", Step(0, 40), 3, store=Store(tmp_path / "a")).compute(spy)
     assert not keys  # the full runs have a checkpoint at 40it: nothing trained
@@ -74,7 +74,7 @@ def test_scores_are_stored_reproducible_and_reuse_the_full_runs_checkpoints(tmp_
     pd.testing.assert_frame_equal(a, b, check_exact=False, atol=1e-6)  # stopped runs: the same weights (engines)
     assert list(a.columns) == ["example", "label", "method", "at", "replicate", "score"]
     assert len(a) == 3 * 4000 and set(a["replicate"]) == {0, 1, 2}
-    run = Store(tmp_path / "a").run(rewind.replicate_spec(spec, 1).hash)
+    run = full[1]
     data = load_data(spec.data)
     model = create_model(spec.model, (40,), 10)
     model.load_state_dict(run.weights(40))

@@ -20,6 +20,12 @@ def small_spec(**over):
     return rewind.get_preset("mnist1d_mlp").spec.replace(**{**SMALL, **over})
 
 
+@pytest.fixture
+def quiet():
+    """This module tests the sequential loop (the vectorised engine: test_vectorised.py)."""
+    return TrainOptions(quiet=True, engine="sequential")
+
+
 def final_weights(run):
     return run.weights(run.summary()["iterations"])
 
@@ -66,7 +72,7 @@ def test_run_layout_checkpoints_and_metrics(store, quiet):
 
 def test_a_finished_run_is_not_trained_again(store):
     calls = []
-    opts = TrainOptions(quiet=True, on_iteration=lambda run, it: calls.append(it))
+    opts = TrainOptions(quiet=True, engine="sequential", on_iteration=lambda run, it: calls.append(it))
     train_population([Member(small_spec())], store, opts)
     n = len(calls)
     assert n == 120
@@ -84,7 +90,7 @@ def test_an_interrupted_run_resumes_to_identical_bits(tmp_path, optimizer, crash
     if optimizer == "adam":
         over["train.lr"] = 0.001
     spec = small_spec(**over)
-    [ref] = train_population([Member(spec)], Store(tmp_path / "ref"), TrainOptions(quiet=True))
+    [ref] = train_population([Member(spec)], Store(tmp_path / "ref"), TrainOptions(quiet=True, engine="sequential"))
 
     def crash(run, it):
         if it == crash_at:
@@ -92,13 +98,14 @@ def test_an_interrupted_run_resumes_to_identical_bits(tmp_path, optimizer, crash
 
     store = Store(tmp_path / "crash")
     with pytest.raises(Crash):
-        train_population([Member(spec)], store, TrainOptions(quiet=True, resume_every=25, on_iteration=crash))
+        train_population([Member(spec)], store, TrainOptions(quiet=True, engine="sequential", resume_every=25,
+                                                             on_iteration=crash))
     run = store.run(spec.hash)
     assert run.status == "partial" and not run.done
     # what a process killed in the middle of writing its resume point leaves: removed on resuming
     (run.path / ".resume.safetensors.k9x2.tmp").write_bytes(b"half a checkpoint")
     seen = []
-    train_population([Member(spec)], store, TrainOptions(quiet=True, resume_every=25,
+    train_population([Member(spec)], store, TrainOptions(quiet=True, engine="sequential", resume_every=25,
                                                          on_iteration=lambda r, it: seen.append(it)))
     assert seen[0] == ((crash_at - 1) // 25) * 25 + 1  # restarted from the last resume point before the crash
     assert_same(final_weights(run), final_weights(ref))
@@ -120,7 +127,8 @@ _WORKER = textwrap.dedent("""
             with open(log, "a") as fh:
                 fh.write(f"{os.getpid()}\\n")
     train_population([Member(spec)], Store(sys.argv[1]),
-                     TrainOptions(quiet=True, resume_every=int(os.environ.get("RESUME_EVERY", "500")), on_iteration=mark))
+                     TrainOptions(quiet=True, engine="sequential", on_iteration=mark,
+                                  resume_every=int(os.environ.get("RESUME_EVERY", "500"))))
 """)
 
 
@@ -194,7 +202,7 @@ def test_masked_weights_stay_exactly_zero(store, optimizer):
     model_ref = rewind.models.create_model(spec.model, (40,), 10, seed=0)
     g = torch.Generator().manual_seed(0)
     mask = {n: torch.rand(p.shape, generator=g) < 0.3 for n, p in model_ref.named_parameters() if n in model_ref.prunable()}
-    [run] = train_population([Member(spec, mask=mask)], store, TrainOptions(quiet=True))
+    [run] = train_population([Member(spec, mask=mask)], store, TrainOptions(quiet=True, engine="sequential"))
     assert run.key != spec.hash   # the mask is part of the run's identity
     for step in run.checkpoint_steps():
         w = run.weights(step)
@@ -247,7 +255,7 @@ def test_the_thread_count_is_recorded_and_a_fixed_count_reproduces_the_bits(tmp_
     try:
         overrides = {"train.steps": "60it"}
         runs = [rewind.train("mnist1d_mlp", overrides, root=tmp_path / f"r{i}",
-                             options=TrainOptions(quiet=True, threads=1)) for i in range(2)]
+                             options=TrainOptions(quiet=True, engine="sequential", threads=1)) for i in range(2)]
         assert [r.summary()["threads"] for r in runs] == [1, 1]
         assert torch.equal(runs[0].weights(60)["out.weight"], runs[1].weights(60)["out.weight"])
         assert set(rewind.results(tmp_path / "r0")["threads"]) == {1}

@@ -5,6 +5,8 @@ In float64 the two agree to ~1e-15 relative after 200 steps; tests assert 1e-10.
 rounding difference tips it; from then on they drift apart like any two runs
 with 1e-7 perturbations, so float32 equality is not a useful test.)
 """
+import dataclasses
+
 import pytest
 import torch
 
@@ -172,7 +174,7 @@ def test_a_crashed_vectorised_population_resumes_to_identical_bits(tmp_path):
     with pytest.raises(Crash):
         train_population(members, store, TrainOptions(quiet=True, engine="vectorised", resume_every=40,
                                                       on_iteration=crash))
-    assert all(store.run(m.key).status == "partial" for m in members)
+    assert all(store.run(dataclasses.replace(m, engine="vectorised").key).status == "partial" for m in members)
     runs = train_population(members, store, TrainOptions(quiet=True, engine="vectorised", resume_every=40))
     for a, b in zip(ref, runs):
         for step in a.checkpoint_steps():
@@ -184,7 +186,8 @@ def test_a_crashed_vectorised_population_resumes_to_identical_bits(tmp_path):
 def test_engine_choice(tmp_path):
     spec = spec_for()
     opts = TrainOptions(quiet=True)
-    assert choose_engine([Member(spec)], opts) == "sequential"
+    # the engine is the model's, not the population's: a lone member is the same run as in a population
+    assert choose_engine([Member(spec)], opts) == "vectorised"
     assert choose_engine(population(spec), opts) == "vectorised"
     assert choose_engine(population(spec), TrainOptions(engine="sequential")) == "sequential"
     with pytest.raises(ValueError, match="engine"):

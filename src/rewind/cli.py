@@ -11,7 +11,8 @@ import warnings
 
 from .presets import PRESETS
 from .spec import MAX_LEVELS, MAX_REPLICATES, SpecError, check_range, field_help, parse_assignments, split_list
-from .store import CheckpointError, RewindWarning, RunDamaged
+from .store import CheckpointError, RecordDamaged, RewindWarning, RunDamaged
+from .store.io import probe_output
 
 
 def _fields_epilog() -> str:
@@ -35,7 +36,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a refusal is one line (and exit 2) like every other refusal of rewind."""
 
     def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -253,9 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
                         epilog=_fields_epilog())
     ls.add_argument("--preset", default="gaussian_two_layer", help="named recipe (default: gaussian_two_layer)")
     _hu_args(ls)
-    ls.add_argument("--widths", default="", help="hidden widths (every hidden layer or channel count set to each; "
+    ls.add_argument("--widths", default=None, help="hidden widths (every hidden layer or channel count set to each; "
                                                   "default: the preset's)")
-    ls.add_argument("--lrs", default="", help="learning rates (default: the preset's)")
+    ls.add_argument("--lrs", default=None, help="learning rates (default: the preset's)")
     ls.add_argument("--replicates", type=int, default=1)
     ls.add_argument("--csv", default=None, metavar="PATH", help="write the departure table to PATH")
     ls.add_argument("--plot", default=None, metavar="PATH", help="write the figures to PATH-*.png and .svg")
@@ -384,6 +385,16 @@ def _launch_ddp(args, argv: list[str]) -> int:
     check_range("--ddp", args.ddp, 1, 1024)
     if args.executor != "local":
         raise SpecError("--ddp: each run trains on this machine's processes; leave --executor out")
+    # what every rank would refuse, refused here, in one line, before any rank starts
+    if args.engine == "vectorised":
+        raise SpecError("--engine vectorised: stacks members in one process; with --ddp use sequential or auto")
+    from .api import make_spec
+
+    spec, _ = make_spec(args.preset, {**parse_assignments(args.sets), **_pretrain_overrides(args)}, args.config)
+    if spec.probe.schedule:
+        raise SpecError("probe.schedule: probes are not taken in data-parallel (--ddp) runs; train the probed run "
+                        "in one process")
+    _options(args)   # the device, counts and executor flags
     rest, skip = [], False
     for a in argv:
         if skip:
@@ -772,13 +783,7 @@ def _cmd_linear_sweep(args) -> int:
 
     spec, name, options = _hu_setup(args)
     check_range("--replicates", args.replicates, 1, MAX_REPLICATES)
-    try:
-        widths = [int(w) for w in split_list(args.widths)] or [0]
-        lrs = [float(x) for x in split_list(args.lrs)] or [0.0]
-    except ValueError as e:
-        raise SpecError(f"--widths/--lrs: {e}") from None
-    if any(w < 1 for w in widths if w) or any(not x > 0 for x in lrs if x):
-        raise SpecError("--widths/--lrs: widths must be positive integers and learning rates positive numbers")
+    widths, lrs = _sweep_values(args.widths, "--widths", int), _sweep_values(args.lrs, "--lrs", float)
 
     def show(row):
         dep = {None: f">{row['steps']}", 0: "never"}
@@ -792,6 +797,26 @@ def _cmd_linear_sweep(args) -> int:
                                  args.data_root, progress=show)
     _write_outputs(args, table, "plot_departure", curves)
     return 0
+
+
+def _sweep_values(text: str, flag: str, kind) -> list:
+    """--widths 64,256 or --lrs 0.1,1: positive values; left out: [0] (the preset's value). An
+    explicit 0 or an empty list is refused (it used to run the preset's values silently)."""
+    import math
+
+    if text is None:
+        return [kind(0)]
+    what = "widths (positive integers)" if kind is int else "learning rates (positive numbers)"
+    try:
+        values = [kind(v) for v in split_list(text)]
+    except ValueError:
+        raise SpecError(f"{flag}: cannot read {text!r}; give {what}, e.g. "
+                        f"{'64,256,1024' if kind is int else '0.1,0.3,1'}") from None
+    bad = [v for v in values if not (math.isfinite(v) and v > 0)]
+    if bad or not values:
+        raise SpecError(f"{flag}: {bad[0] if bad else text!r} is not allowed; give {what}, or leave {flag} out "
+                        "for the preset's")
+    return values
 
 
 def _cmd_linear_offset(args) -> int:
@@ -927,7 +952,7 @@ def _cmd_scores(args) -> int:
     if args.replicates >= 2:
         wide = table.pivot(index="example", columns="replicate", values="score")
         half = args.replicates // 2
-        a, b = wide.iloc[:, :half].mean(1), wide.iloc[:, half:].mean(1)
+        a, b = wide.iloc[:, :half].mean(axis=1), wide.iloc[:, half:].mean(axis=1)
         print(f"split-half reliability (Spearman between the means of replicates 0-{half - 1} and "
               f"{half}-{args.replicates - 1}): {a.corr(b, method='spearman'):.3f}")
     _write_outputs(args, table, "plot_scores")
@@ -1031,9 +1056,23 @@ def _cmd_example_lmc(args) -> int:
     return 0
 
 
+# output flags: probed before any work (store/io.probe_output), written when the work is done
+OUTPUT_FLAGS = (("csv", "--csv", "file"), ("plot", "--plot", "stem"), ("out", "--out", "dir"))
+
+
+def _check_outputs(args) -> None:
+    for attr, flag, kind in OUTPUT_FLAGS:
+        value = getattr(args, attr, None)
+        if value is not None and not (attr == "plot" and not isinstance(value, str)):
+            probe_output(value, flag, "stem" if args.command == "plot" and attr == "out" else kind)
+
+
 def _write_outputs(args, table, plot: str, *plot_args) -> None:
     """--csv PATH and --plot PATH of the experiment commands (``plot`` names a report function)."""
     if getattr(args, "csv", None):
+        from pathlib import Path
+
+        Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(args.csv, index=False)
         print(f"wrote {args.csv}")
     if args.plot:
@@ -1198,9 +1237,10 @@ def _cmd_verify(args) -> int:
     counts: dict[str, int] = {}
     for r in rows:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
-    left = sum(1 for r in rows if r["status"] == "damaged" and not r["action"])
+    left = sum(1 for r in rows if r["status"] == "damaged" and not r["action"].startswith("moved"))
     print(f"{len(rows)} checked in {store.root}: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
-          + ("" if not left else f"; {left} damaged (rerun with --repair to move them aside)"))
+          + ("" if not left else f"; {left} damaged" + ("" if args.repair else
+                                                          " (rerun with --repair to move them aside)")))
     return 1 if left else 0
 
 
@@ -1239,6 +1279,12 @@ def _one_line_warnings() -> None:
 
     warnings.showwarning = show
     warnings.simplefilter("default", RewindWarning)
+
+
+def one_line(message) -> str:
+    """A message on one line: characters that are not printable (a newline, a control character
+    someone typed into a flag) are shown escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(message))
 
 
 def _os_error(e: OSError) -> str:
@@ -1282,6 +1328,7 @@ def main(argv: list[str] | None = None) -> int:
         if quiet_rank:
             warnings.simplefilter("ignore")
         try:
+            _check_outputs(args)
             if getattr(args, "ddp", None) is not None:
                 code = _launch_ddp(args, sys.argv[1:] if argv is None else list(argv))
             else:
@@ -1293,14 +1340,14 @@ def main(argv: list[str] | None = None) -> int:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
             return 0
-        except (DataError, RunDamaged) as e:
-            print(f"rewind {args.command}: error: {e}", file=sys.stderr)
+        except (DataError, RecordDamaged) as e:  # a damaged run or record of the store
+            print(f"rewind {args.command}: error: {one_line(e)}", file=sys.stderr)
             return 1
         except (SpecError, CheckpointError, ValueError) as e:
-            print(f"rewind {args.command}: error: {e}", file=sys.stderr)
+            print(f"rewind {args.command}: error: {one_line(e)}", file=sys.stderr)
             return 2
         except OSError as e:
-            print(f"rewind {args.command}: error: {_os_error(e)}", file=sys.stderr)
+            print(f"rewind {args.command}: error: {one_line(_os_error(e))}", file=sys.stderr)
             return 1
         except MemoryError:
             print(f"rewind {args.command}: error: out of memory; use a smaller model, batch or population",

@@ -555,6 +555,8 @@ def load_toml(path: str) -> dict:
         raise SpecError(f"--config: {path!r} is a directory; give a TOML file") from None
     except PermissionError:
         raise SpecError(f"--config: {path!r} cannot be read (permission denied)") from None
+    except OSError as e:   # a file where a folder should be, a name too long, ...
+        raise SpecError(f"--config: {path!r} cannot be read ({e.strerror or e})") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise SpecError(f"--config {path}: not valid TOML: {e}") from None
 

@@ -37,6 +37,7 @@ def critical_periods(spec: Spec, kind: str, untils: list[Step], replicates: int 
         raise SpecError("--set pretrain.*: the deficit is set by --deficit; give a recipe without pretraining")
     if not untils:
         raise SpecError("--until: give the deficit lengths, e.g. 0it,1ep,4ep")
+    deficit_spec(spec, kind, Step(0, 1), params)  # the kind and its parameters checked, even if every length is 0it
     _, ipe, total = check_spec(spec, opts)
     specs = [deficit_spec(spec, kind, u, params) for u in untils]  # all checked before anything trains
     for u in untils:

@@ -22,6 +22,8 @@ from .scores import METHODS, ScoreSet
 def default_at(method: str, spec: Spec, ipe: int, total: int) -> Step:
     """Where the authors score: EL2N about 10% into training, GraNd at initialisation, forgetting
     events over the whole run."""
+    if method not in METHODS:
+        raise SpecError(f"--score-method: {method!r} is not allowed; choose one of: {', '.join(METHODS)}")
     return {"el2n": Step(0, total // 10), "grand": Step(0, 0), "forgetting": Step(0, total)}[method]
 
 

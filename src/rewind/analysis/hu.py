@@ -35,6 +35,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..store.records import LINEAR_META, read_record, read_table
 from ..data import batch_indices, iterations_per_epoch, load_data, require_in_memory
 from ..models import create_model
 from ..spec import Spec, SpecError
@@ -318,7 +319,7 @@ def hu_comparison(spec: Spec, options: HuOptions, root, preset: str | None = Non
                 "options": {**asdict(options), "lr": options.lr or spec.train.lr}, **info, "seconds": round(time.time() - started, 3)}
         atomic_write_text(rows_path, rows.to_csv(index=False))
         atomic_write_text(meta_path, json.dumps(meta, indent=1, sort_keys=True))
-    meta = json.loads(meta_path.read_text())
-    out = pd.read_csv(rows_path)
+    meta = read_record(meta_path, LINEAR_META, f"linear-model record {key}")
+    out = read_table(rows_path, f"linear-model record {key}", ("step", "split", "metric", "value"))
     out.insert(0, "run", key)
     return out, meta

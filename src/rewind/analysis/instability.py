@@ -29,9 +29,11 @@ from ..data import batch_indices, load_data
 from ..models import create_model, place
 from ..spec import MAX_COPIES, MAX_LEVELS, MAX_POINTS, MAX_REPLICATES, SpecError, check_range
 from ..store import RunDir, atomic_write_text, notice
+from ..store.records import read_table
 from ..train import Member, TrainOptions
 from ..exec import train_population
 from ..train.loop import dtype_of, evaluate_batches, resolve_device, streamed_batches, tensor_batches
+from ..train.vectorised import evaluate_like_vectorised
 
 if TYPE_CHECKING:  # imported where used: pandas is 0.27 s of `import rewind`, which every worker process pays
     import pandas as pd
@@ -110,7 +112,11 @@ def interpolate_pair(run_a: RunDir, run_b: RunDir, *, points: int = 30, bn_reset
     wb = {k[6:]: v.to(dev) for k, v in tb.items() if k.startswith("model/")}
     mask = {k[5:]: v.to(dev) for k, v in ta.items() if k.startswith("mask/")}
     data = load_data(spec.data, data_root)
-    model = place(create_model(spec.model, data.input_shape, data.num_classes, seed=0), dev, dtype)  # as trained
+    # evaluated as the copies were: by the vectorised engine's arithmetic for its runs, so that the
+    # path's endpoints are the copies' own final metrics, bit for bit
+    stacked = run_a.spec_doc().get("engine") == "vectorised"
+    model = create_model(spec.model, data.input_shape, data.num_classes, seed=0).to(dev, dtype)
+    model = model if stacked else place(model, dev, dtype)  # as trained
     opts = TrainOptions(eval_batch=eval_batch, data_workers=data_workers)
     bs, seed = spec.data.batch_size, spec.seeds.data_order
     if getattr(data, "streaming", False):
@@ -141,7 +147,10 @@ def interpolate_pair(run_a: RunDir, run_b: RunDir, *, points: int = 30, bn_reset
         if bn_reset:
             reset_batchnorm(model, bn_inputs())
         for split in ("train", "test"):
-            loss, acc, ex = evaluate_batches(model, batches(split))
+            if stacked:
+                loss, acc, ex = evaluate_like_vectorised(model, *splits[split])
+            else:
+                loss, acc, ex = evaluate_batches(model, batches(split))
             err = 1.0 - acc
             if a in alphas:
                 rows.append({"alpha": a, "split": split, "metric": "loss", "value": loss})
@@ -174,7 +183,8 @@ def load_per_example(root, key: str) -> pd.DataFrame:
     """The per-example barrier table of one interpolation (``analysis`` column of the results)."""
     import pandas as pd
 
-    return pd.read_csv(_analysis_dir(Path(root), key) / "per_example.csv")
+    return read_table(_analysis_dir(Path(root), key) / "per_example.csv", f"instability record {key}",
+                      ("example", "loss_a", "loss_mid", "loss_b", "barrier"))
 
 
 def instability(study, levels: list[int], at=None, *, copies: int = 2, points: int = 30, replicates: int | None = None,
@@ -257,7 +267,8 @@ def _pair(study, pt, pair: str, a: RunDir, b: RunDir, points: int, bn_reset: boo
         atomic_write_text(folder / "per_example.csv", ex.to_csv(index=False))
         atomic_write_text(folder / "settings.json", json.dumps({**settings, "seconds": round(seconds, 3)}, indent=1))
         atomic_write_text(rows_path, path.to_csv(index=False))  # last: its presence marks completion
-    path = pd.read_csv(rows_path)  # the same values and types whether computed now or before
+    # the same values and types whether computed now or before
+    path = read_table(rows_path, f"instability record {key}", ("alpha", "split", "metric", "value"))
     # labels live in the study record, so one interpolation can serve several studies
     study._update_record(instability={key: labels})
     out = path.copy()

@@ -32,6 +32,7 @@ import pandas as pd
 import torch
 from torch.nn import functional as F
 
+from ..store.records import read_table
 from ..data import batch_indices, iterations_per_epoch, load_data, require_in_memory
 from ..models import create_model
 from ..spec import Spec, probe_steps
@@ -146,6 +147,6 @@ def linear_comparison(spec: Spec, root, until: int | None = None, schedule: str 
                 "schedule": schedule, "seconds": round(time.time() - started, 3)}
         atomic_write_text(folder / "meta.json", json.dumps(meta, indent=1, sort_keys=True))
         atomic_write_text(rows_path, rows.to_csv(index=False))
-    out = pd.read_csv(rows_path)
+    out = read_table(rows_path, f"linear-model record {key}", ("step", "split", "metric", "value"))
     out.insert(0, "run", key)
     return out

@@ -29,6 +29,7 @@ import pandas as pd
 import torch
 from torch.nn import functional as F
 
+from ..store.records import read_table
 from ..data import load_data, require_in_memory
 from ..data.core import data_root
 from ..data.subsets import score_path
@@ -38,6 +39,7 @@ from ..step import Step
 from ..store import Store, atomic_write_text
 from ..train import Member, TrainOptions, check_spec
 from ..exec import train_population
+from ..exec.population import with_engine
 from ..train.loop import dtype_of
 
 METHODS = ("el2n", "grand", "forgetting")
@@ -107,8 +109,9 @@ class ScoreSet:
                                      seed=replicate_spec(self.spec, r).seeds.init).state_dict()}
                     for r in range(self.replicates)]
         missing = []
+        full_runs = with_engine([Member(replicate_spec(self.spec, r)) for r in range(self.replicates)], opts)
         for r in range(self.replicates):
-            full = self.store.run(replicate_spec(self.spec, r).hash)
+            full = self.store.run(full_runs[r].key)   # the full run, trained by the engine opts choose
             if full.done and not full.diverged and set(self._points()) <= set(full.checkpoint_steps()):
                 out[r] = {p: full.weights(p) for p in self._points()}
             else:
@@ -125,7 +128,8 @@ class ScoreSet:
         root, where a data spec's ``subset_score`` finds them (data/subsets.py)."""
         opts = options or TrainOptions(quiet=True, data_root=self.data_root)
         table = self.path / "scores.csv"
-        df = pd.read_csv(table) if table.exists() else self._compute(opts)
+        df = read_table(table, f"score set {self.key}", ("example", "label", "method", "at", "replicate", "score")) \
+            if table.exists() else self._compute(opts)
         annotation = score_path(data_root(opts.data_root or self.data_root), self.key)
         if not annotation.exists():
             annotation.parent.mkdir(parents=True, exist_ok=True)

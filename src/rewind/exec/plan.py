@@ -8,9 +8,10 @@ for a lottery study that is level by level, every chain stacked. A cluster execu
 ready work as tasks and calls ``done`` as each task finishes, so a chain moves on to its next
 level as soon as its previous one is done, whatever the other chains are doing.
 
-The engine of a group is chosen once, from the first population of the group that becomes ready
-(for a lottery study: level 1 of every chain), and kept for the group's later members; a
-member's result then does not depend on how the executor happened to batch it.
+The engine of a group is chosen once; it depends on the model, the data and the options, not on
+how many members are ready, and a vectorised member's bits do not depend on its companions, so a
+member's result (and its key, which names the engine) does not depend on how the executor
+happened to batch it.
 """
 from __future__ import annotations
 

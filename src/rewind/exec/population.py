@@ -15,7 +15,7 @@ from ..data import load_data
 from ..models import create_model
 from ..spec import SpecError, check_range
 from ..store import RunDir, Store
-from ..train.loop import Member, TrainOptions, check_spec, train_member, usable_cpus
+from ..train.loop import Member, TrainOptions, check_spec, engine_name, train_member, usable_cpus
 from ..train.vectorised import train_vectorised
 from .local import run_parallel
 
@@ -46,11 +46,18 @@ def set_threads(opts: TrainOptions) -> None:
         torch.set_num_threads(usable_cpus())   # never more threads than the cores this process may use
 
 
+def with_engine(members: list[Member], opts: TrainOptions) -> list[Member]:
+    """``members`` naming the engine that trains them (part of their keys: Member.key)."""
+    name = engine_name(choose_engine(members, opts), opts)
+    return [m if m.engine == name else dataclasses.replace(m, engine=name) for m in members]
+
+
 def train_here(members: list[Member], store: Store, opts: TrainOptions) -> list[RunDir]:
     """The population trained on this machine: in this process, or (vectorised, ``workers`` > 1 or
     the processes executor) split across worker processes."""
     set_threads(opts)
-    if choose_engine(members, opts) == "vectorised":
+    members = with_engine(members, opts)
+    if members and members[0].engine == "vectorised":
         pending = [m for m in members if not store.run(m.key).done]
         workers = opts.workers if opts.executor != "processes" or opts.workers > 1 else usable_cpus()
         parts = split_stacks(pending, opts, workers) if workers > 1 else []
@@ -62,11 +69,12 @@ def train_here(members: list[Member], store: Store, opts: TrainOptions) -> list[
 
 def split_stacks(pending: list, opts: TrainOptions, slots: int) -> list[list]:
     """A vectorised population (its unfinished members, or Work items holding them) cut into parts
-    for ``slots`` processes or tasks without changing any member's bits. The hand-differentiated
-    MLPs compute each member's step independently of its companions and of the thread count
-    (tested), so any split will do: one part per slot. Conv stacks (convolutions grouped over the
-    members, BatchNorm over all their channels) pick kernels by the stack's size, so the parts
-    are exactly the chunks this process would stack (``opts.chunk`` members, in order)."""
+    for ``slots`` processes or tasks without changing any member's bits. A member's bits never
+    depend on its companions (train/vectorised.py pads a lone member); the hand-differentiated
+    MLPs and conv nets do not depend on the thread count either (tested), so any split will do:
+    one part per slot. Stacks through autograd (BatchNorm, vmap) round differently with other
+    thread counts, so the parts are the chunks one process would stack (``opts.chunk`` members),
+    each trained with the same ``--threads``."""
     members = [getattr(p, "member", p) for p in pending]
     if not members:
         return []
@@ -100,15 +108,17 @@ def fixed_engine(members: list[Member], opts: TrainOptions) -> TrainOptions:
 # a time against 627 sequentially, while the MNIST-1D MLP (15K) ran 3.5x faster stacked; Conv-2
 # (4.3M, vmap) 0.60-0.70x at K = 4. With one (ReLU MLPs: models/stacked.py; the small ReLU conv nets:
 # models/stacked_conv.py) stacking wins at every size measured: LeNet-300-100 1.8-2.0x at K = 4-16,
-# a 1-D CNN of 149K parameters (widths 64,128,256) 1.4x at K = 8 (benchmarks/population.py). (Even
-# a lone MLP ran 1.2-1.5x faster as a stack of one, but single runs stay on the sequential engine,
-# whose evaluations other tools reproduce exactly.)
+# a 1-D CNN of 149K parameters (widths 64,128,256) 1.4x at K = 8 (benchmarks/population.py). A lone
+# member is stacked too (the engine is the model's, not the population's): a lone MLP ran 1.2-1.5x
+# faster as a stack of one; a lone conv net, computed beside a copy of itself (train/vectorised.py),
+# 1.15x (ResNet-8, 1-D CNN) to 1.6x (digits CNN) slower than the sequential loop (300 it, 2 cores).
 VECTORISE_MAX_PARAMS = 100_000
 
 
 def choose_engine(members: list[Member], opts: TrainOptions) -> str:
-    """The engine of a population: decided by the whole population (finished members included), so
-    that a member's result does not depend on which of its companions are already in the store."""
+    """The engine of a population: decided by the model, the data and the options, never by the
+    number of members, so that a member is the same run (the same key, the same bits) whether it is
+    trained alone, in a study's population or again after a repair."""
     if opts.engine not in ("auto", "sequential", "vectorised"):
         raise ValueError(f"engine: {opts.engine!r} is not allowed; choose auto, sequential or vectorised")
     if not members:
@@ -130,7 +140,7 @@ def choose_engine(members: list[Member], opts: TrainOptions) -> str:
         return "sequential"
     if opts.engine != "auto":
         return opts.engine
-    if len(members) < 2 or any(m.spec.probe.schedule for m in members):
+    if any(m.spec.probe.schedule for m in members):
         return "sequential"  # probes are callbacks of the sequential loop
     model = create_model(spec.model, data.input_shape, data.num_classes, seed=0)
     if model.hand_differentiated and spec.train.precision != "bf16":  # bf16 autocast goes through autograd
@@ -147,7 +157,8 @@ class Work:
 
 
 class Engines:
-    """The engine chosen for each group of a plan, decided when the group first becomes ready."""
+    """The engine chosen for each group of a plan, decided once (it depends on the model and the
+    options only, so this saves building a model for every population of a plan)."""
 
     def __init__(self, opts: TrainOptions):
         self.opts, self.chosen = opts, {}

@@ -17,13 +17,14 @@ import functools
 import logging
 import os
 import socket
+import threading
 import uuid
 from pathlib import Path
 
 from ..spec import SpecError
 from ..store import Store, notice
 from ..train.loop import TrainOptions
-from .population import Engines, by_group, split_stacks
+from .population import Engines, by_group, split_stacks, with_engine
 
 TASK_RETRIES = 3          # retries of a task whose worker process or node died
 PROBE_TIMEOUT_S = 120.0   # a node that cannot run the store probe in this time is reported
@@ -56,6 +57,9 @@ def connect(opts: TrainOptions, root: str | os.PathLike):
         address = opts.ray_address
         if address not in (None, "auto", "local"):
             _check_reachable(address)
+            _check_gcs(address, f"--ray-address {address}")
+        elif not os.environ.get("RAY_ADDRESS"):
+            address = _current_cluster(address)
         try:
             ray.init(address=address, logging_level=logging.WARNING, include_dashboard=False
                      if address in (None, "local") else None, configure_logging=True)
@@ -84,10 +88,76 @@ def _check_reachable(address: str) -> None:
     if not host or not port.isdigit():
         raise ExecutorError(f"--ray-address {address}: give auto or HOST:PORT (e.g. 10.0.0.1:6379)")
     try:
-        socket.create_connection((host, int(port)), timeout=5).close()
+        socket.create_connection((host, int(port)), timeout=3).close()
     except OSError as e:
         raise ExecutorError(f"--ray-address {address}: nothing answers there ({e.strerror or e}); start the head "
                             "node with `ray start --head --port PORT`, or check the address") from None
+
+
+GCS_PROBE_S = 3.0   # a live cluster's GCS answers in milliseconds (the client itself gives up after 5 s)
+
+
+def _check_gcs(address: str, what: str) -> None:
+    """Ask the cluster's GCS for its id, quietly and briefly: something else listening at the
+    address (a proxy, a web server) made ray.init retry for 20-40 s with a screenful of warnings.
+    Skipped where this Ray has no GcsClient to ask with."""
+    try:
+        from ray._raylet import GcsClient
+    except ImportError:
+        return
+    answer: dict = {}
+
+    def ask():
+        try:
+            GcsClient(address=address.removeprefix("ray://"))
+            answer["ok"] = True
+        except Exception as e:  # noqa: BLE001 - any failure to answer means the same to the user
+            answer["error"] = (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+    err = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)   # the client's own retry warnings
+            thread = threading.Thread(target=ask, daemon=True)
+            thread.start()
+            thread.join(GCS_PROBE_S)
+    finally:
+        os.dup2(err, 2)
+        os.close(err)
+    if not answer.get("ok"):
+        why = answer.get("error") or f"no answer in {GCS_PROBE_S:g} s"
+        raise ExecutorError(f"{what}: no Ray cluster answers there ({why}); start one with `ray start --head`, "
+                            "or check the address")
+
+
+def _current_cluster(address: str | None) -> str | None:
+    """What to pass to ray.init for ``--ray-address`` auto or none, given the cluster that Ray's
+    current-cluster file names (``ray start`` writes it, ``ray stop`` removes it): a file left by
+    processes that were killed named a dead cluster, and ray.init waited on it without end. With
+    no address, a dead one is said in one line and Ray starts here; with auto, it is refused."""
+    try:
+        from ray._common.utils import get_ray_address_file
+    except ImportError:
+        return address
+    path = Path(get_ray_address_file(None))
+    try:
+        recorded = path.read_text().strip()
+    except OSError:
+        return address   # none: auto fails in one line (no cluster), none starts Ray here
+    if not recorded:
+        return address
+    try:
+        _check_reachable(recorded)
+        _check_gcs(recorded, f"the Ray cluster {recorded}")
+    except ExecutorError:
+        if address == "auto":
+            raise ExecutorError(f"--ray-address auto: {path} names a Ray cluster at {recorded} that no longer "
+                                "answers (a `ray start` whose processes ended); start the cluster again, or run "
+                                "`ray stop` to remove that file") from None
+        notice(f"{path} names a Ray cluster at {recorded} that no longer answers (a `ray start` whose processes "
+               "ended); starting Ray on this machine instead (`ray stop` removes that file)")
+        return "local"
+    return address
 
 
 def _probe(marker: str) -> tuple[str, str | None]:
@@ -189,6 +259,8 @@ def run_plan_on_ray(plan, store: Store, opts: TrainOptions) -> None:
         work = plan.ready()
         for group, items in by_group(work).items():
             chosen = engines.options(group, [w.member for w in items])
+            for w, m in zip(items, with_engine([w.member for w in items], chosen)):
+                w.member = m   # the engine is part of the key
             todo = []
             for w in items:  # what is in the store already is not sent anywhere
                 run = store.run(w.member.key)

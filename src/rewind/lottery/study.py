@@ -29,6 +29,7 @@ from ..prune.masks import Mask, density, full_mask, magnitude_prune, random_mask
 from ..spec import MAX_LEVELS, MAX_REPLICATES, PruneSpec, Spec, SpecError, check_range, replicate_spec
 from ..step import Step
 from ..store import RunDamaged, RunDir, Store, atomic_write_text, notice
+from ..store.records import STUDY, RecordDamaged, read_record
 from ..train import Member, TrainOptions, check_spec
 from ..exec import Work, run_plan, train_population, with_pretraining
 from .branches import BranchInput, coerce_params, get_branch
@@ -99,8 +100,9 @@ class Study:
         return self.store.root / "studies" / f"{self.key}.json"
 
     def record(self) -> dict:
+        """The study's record (store/records.STUDY); RecordDamaged (exit 1) names the file."""
         try:
-            return json.loads(self.record_path.read_text())
+            return read_record(self.record_path, STUDY, f"study {self.key}")
         except FileNotFoundError:
             return {"key": self.key, "spec": self.spec.to_dict(), "preset": self.preset,
                     "rewind_steps": [str(k) for k in self.rewind_steps], "levels": 0, "replicates": 0,
@@ -143,9 +145,13 @@ class Study:
             known = ", ".join(p.stem for p in sorted(folder.glob("*.json"))) if folder.is_dir() else ""
             what = "no study" if not matches else "several studies"
             raise SpecError(f"--study: {what} in {folder} match {key_prefix!r}; studies: {known or 'none'}")
-        rec = json.loads(matches[0].read_text())
-        return cls(Spec.from_dict(rec["spec"]), tuple(Step.parse(s) for s in rec["rewind_steps"]), rec.get("preset"), store,
-                   data_root)
+        rec = read_record(matches[0], STUDY, f"study {matches[0].stem}")
+        study = cls(Spec.from_dict(rec["spec"]), tuple(Step.parse(s) for s in rec["rewind_steps"]), rec.get("preset"),
+                    store, data_root)
+        if study.key != matches[0].stem or rec["key"] != study.key:
+            raise RecordDamaged(f"study {matches[0].stem}: {matches[0]} is damaged (it holds the record of study "
+                                f"{rec['key']}, whose spec and rewind steps hash to {study.key})")
+        return study
 
     # ---- members -------------------------------------------------------
     def dense_spec(self, replicate: int) -> Spec:
@@ -337,11 +343,29 @@ class Study:
 
         df = results_table(self.store, keys=set(self.record().get("runs", {})), analyses=False)
         df = df[(df["study"] == self.key) & df["kind"].isin(["lottery", "branch"])]
+        df = self._one_engine(df)
         # A diverged run has no final metrics: it shows as NaN rows with status "diverged", so that
         # summaries count it instead of silently averaging over the members that survived.
         div = df[df["status"] == "diverged"]
         div = div[div["step"] == div.groupby("run")["step"].transform("min")].assign(step=self.total, value=float("nan"))
         return pd.concat([df[df["step"] == self.total], div], ignore_index=True)
+
+    def _one_engine(self, df):
+        """The rows of one engine. Engines round differently, so runs of one cell trained by two of
+        them (a study run once with --engine sequential, once without) are two results: the table
+        keeps the engine auto chooses for the study and says how many runs it left out (all of
+        them are in ``rewind results``)."""
+        family = df["engine"].fillna("sequential").str.replace(r"\(K=\d+\)$", "", regex=True)
+        if family.nunique() < 2:
+            return df
+        from ..exec.population import choose_engine
+
+        keep = choose_engine([Member(self.spec)], self._opts(None))
+        kept = df[family == keep]
+        notice(f"study {self.key} holds runs of several engines ({', '.join(sorted(family.unique()))}); its table "
+               f"shows the {keep} engine's ({kept['run'].nunique()} runs) and leaves out "
+               f"{df['run'].nunique() - kept['run'].nunique()} (rewind results lists them all)")
+        return kept
 
     def instability_table(self):
         """Every interpolation of the study: path points (alpha) and summaries (instability)."""

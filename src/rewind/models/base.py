@@ -37,6 +37,12 @@ class RewindModel(nn.Module):
         stacked with and however many threads run it (so a population may be split anyhow)."""
         return False
 
+    @property
+    def stacks_alone_alike(self) -> bool:
+        """Whether a member alone in a stack computes the bits it computes beside others (the
+        vectorised engine pads lone members of other models with a copy: train/vectorised.py)."""
+        return False
+
     def prunable(self) -> list[str]:
         names = []
         for mod_name, mod in self.named_modules():

@@ -34,6 +34,10 @@ class ReLUStack:
     def stack_invariant(self) -> bool:
         return self.hand_differentiated   # each member's matmuls are its own (tests/test_exec.py)
 
+    @property
+    def stacks_alone_alike(self) -> bool:
+        return self.hand_differentiated   # a stack of one runs the same batched matmuls
+
     def _layers(self) -> Layers:
         n = len(getattr(self, self.hidden_layers))
         return [(f"{self.hidden_layers}.{i}.weight", f"{self.hidden_layers}.{i}.bias") for i in range(n)] + \

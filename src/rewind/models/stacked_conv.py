@@ -16,9 +16,11 @@ gradient took 24-34 ms through vmap and autograd, 14.5-18 ms through autograd in
 (whose ReLU backward meets tensors of mixed layouts and ran 3x slower than here), 10.2-11.9
 ms by hand, against 31.7-32.3 ms for 16 separate autograd passes.
 
-Unlike the fully connected stacks (models/stacked.py), a member's bits here may depend on the
-stack's size and the thread count (the convolution library picks its kernels by shape), so
-these stacks are split only into the chunks one process would train (exec/population.py).
+Unlike the fully connected stacks (models/stacked.py), a stack of one member runs other
+convolution kernels than a stack of two or more (the library picks its kernels by the number of
+groups) and rounds differently; the vectorised engine therefore never computes a member alone
+(it pads a lone member with a copy of itself), and from two members on each member's bits are its
+own whatever its companions, their number and the thread count.
 """
 from __future__ import annotations
 
@@ -35,6 +37,13 @@ class ConvReLUStack:
     BatchNorm: those go through vmap and autograd)."""
 
     pool = False
+
+    @property
+    def stack_invariant(self) -> bool:
+        # With two or more members (the engine pads a lone one), each member's grouped convolutions
+        # are its own, at any thread count (measured for K = 2-17 at 1 and 2 threads;
+        # tests/test_identity.py)
+        return self.hand_differentiated
 
     @property
     def hand_differentiated(self) -> bool:

@@ -92,8 +92,9 @@ def claim_ids() -> list[str]:
 
 
 def select_claims(text: str | None) -> list[Claim]:
-    """'C1,C3' -> those claims in registry order; None or '' -> all."""
-    if not text:
+    """'C1,C3' -> those claims in registry order; None -> all. An empty list ('' or ',') is refused:
+    it asked for no claim, and must not start the whole reproduction."""
+    if text is None:
         return [CLAIMS[c] for c in claim_ids()]
     wanted = [c.strip().upper() for c in text.split(",") if c.strip()]
     unknown = [c for c in wanted if c not in CLAIMS]

@@ -11,6 +11,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from ..spec import MAX_REPLICATES, check_range
+from ..store.io import probe_output
 from ..store import Store, atomic_write_text
 from ..train import TrainOptions
 from .registry import Claim, Context, Measurement, select_claims
@@ -72,6 +73,7 @@ def reproduce(claims: str | None = None, replicates: int | None = None, root=Non
     """Measure and judge ``claims`` ('C1,C3'; None: all), write ``out``/claims.csv, tests.csv and
     index.html. Replicates default to 3 (1 with ``quick``, which also judges at a shallower level)."""
     selected = select_claims(claims)
+    probe_output(out, "--out", "dir")   # refused now, not after hours of training
     reps = replicates if replicates is not None else (1 if quick else 3)
     check_range("--replicates", reps, 1, MAX_REPLICATES)
     if overrides:

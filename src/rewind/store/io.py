@@ -91,8 +91,30 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], *
         except SafetensorError as e:  # safetensors reports OS failures (a full disk) as its own error
             code = errno.ENOSPC if "No space left" in str(e) else errno.EIO
             raise OSError(code, os.strerror(code), str(path)) from e
+        canonical_header(tmp)
 
     _atomic(path, write)
+
+
+def canonical_header(path: str | os.PathLike) -> None:
+    """Rewrite a safetensors file's header in place with its metadata in sorted order.
+
+    safetensors keeps the metadata in a hash map whose order changes from process to process, so
+    two checkpoints of identical tensors differed byte for byte (12-16 distinct file hashes per
+    member across 20 stores). The tensors' entries and data are already in a fixed order; only
+    the metadata's keys move, so the sorted header has the same length and the data stay put."""
+    with open(path, "r+b") as fh:
+        size = int.from_bytes(fh.read(8), "little")
+        raw = fh.read(size)
+        header = json.loads(raw)
+        meta = header.pop("__metadata__", None)
+        out = {} if meta is None else {"__metadata__": dict(sorted(meta.items()))}
+        out.update(header)
+        text = json.dumps(out, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(text) > size:  # cannot happen for a header safetensors wrote (same strings, reordered)
+            raise CheckpointError(f"{path}: cannot rewrite the safetensors header in place")
+        fh.seek(8)
+        fh.write(text + b" " * (size - len(text)))
 
 
 def load_checkpoint(path: str | os.PathLike, *, run: str | None = None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -115,3 +137,35 @@ def load_checkpoint(path: str | os.PathLike, *, run: str | None = None) -> tuple
     if run is not None and metadata.get("run") != run:
         raise CheckpointError(f"{path}: belongs to run {metadata.get('run')!r}, not {run!r}")
     return tensors, metadata
+
+
+def probe_output(path: str | os.PathLike, flag: str, kind: str = "file") -> Path:
+    """Refuse an output path before any work (a SpecError naming ``flag``), writing nothing that
+    stays: ``kind`` is "file" (--csv), "dir" (--out) or "stem" (--plot PATH: PATH.png and
+    PATH.svg). The nearest folder that exists must be a folder where a file can be created (a
+    temporary file is made there and removed); missing folders are made when the output is written."""
+    from ..spec import SpecError
+
+    p = Path(path)
+    if not str(path).strip():
+        raise SpecError(f"{flag}: give a path")
+    targets = [p.with_name(p.name + ".png"), p.with_name(p.name + ".svg")] if kind == "stem" else [p]
+    for t in targets:
+        if kind == "dir" and t.exists() and not t.is_dir():
+            raise SpecError(f"{flag} {path}: a file stands there; give a directory")
+        if kind != "dir" and t.is_dir():
+            raise SpecError(f"{flag} {path}: {t} is a directory; give a file path")
+    folder = p if kind == "dir" else p.parent
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        raise SpecError(f"{flag} {path}: {existing} is a file, so no folder can be made there")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=existing, prefix=".rewind-probe-")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise SpecError(f"{flag} {path}: cannot write in {existing} ({e.strerror or e}); choose a path you can "
+                        "write to") from None
+    return p

@@ -11,6 +11,7 @@ import json
 
 import pandas as pd
 
+from .records import CLAIM_RESULT, INSTABILITY_SETTINGS, LINEAR_META, SCORES_META, STUDY, RecordDamaged, read_record
 from .runs import RunDamaged, Store, notice
 
 COLUMNS = ["run", "kind", "preset", "member", "seed", "step", "split", "metric", "value"]
@@ -52,11 +53,12 @@ class _Damage(dict):
         notice(f"{what} is damaged ({problem}); left out of the results (rewind verify --repair moves it aside)")
 
 
-def _read_json(path) -> dict:
-    doc = json.loads(path.read_bytes().decode())
-    if not isinstance(doc, dict):
-        raise ValueError("not a JSON object")
-    return doc
+def _read_json(path, schema) -> dict:
+    """A derived record checked against its schema (store/records.py); ValueError if damaged."""
+    try:
+        return read_record(path, schema, "record")
+    except RecordDamaged as e:
+        raise ValueError(str(e).split(" is damaged ", 1)[-1].strip("()")) from None
 
 
 def _read_csv(path) -> pd.DataFrame:
@@ -72,13 +74,10 @@ def _study_records(store: Store, damage: _Damage | None = None) -> list[dict]:
     records = []
     for path in sorted(folder.glob("*.json")):
         try:
-            rec = _read_json(path)
-            if not isinstance(rec.get("key"), str) or not isinstance(rec.get("runs", {}), dict):
-                raise ValueError("not a study record")
-            records.append(rec)
-        except (OSError, ValueError, KeyError, AttributeError) as e:
+            records.append(_read_json(path, STUDY))
+        except (OSError, ValueError) as e:
             if damage is not None:
-                damage.add(f"study record {path}", type(e).__name__)
+                damage.add(f"study record {path}", str(e) or type(e).__name__)
     return records
 
 
@@ -94,10 +93,10 @@ def _instability_frames(store: Store, runs: dict, damage: _Damage) -> list[pd.Da
                 continue
             try:
                 df = _read_csv(path)
-                settings = _read_json(path.parent / "settings.json")
+                settings = _read_json(path.parent / "settings.json", INSTABILITY_SETTINGS)
                 first = runs.get(settings["a"])
             except (OSError, ValueError, KeyError) as e:
-                damage.add(f"instability record {path.parent}", type(e).__name__)
+                damage.add(f"instability record {path.parent}", str(e) or type(e).__name__)
                 continue
             spec = first.spec_doc().get("spec", {}) if first else {}
             df.insert(0, "run", key)
@@ -127,12 +126,10 @@ def _linear_frames(store: Store, damage: _Damage) -> list[pd.DataFrame]:
     folder = store.root / "linear"
     for rows in sorted(folder.glob("*/rows.csv")) if folder.is_dir() else []:
         try:
-            meta = _read_json(rows.parent / "meta.json")
+            meta = _read_json(rows.parent / "meta.json", LINEAR_META)
             df = _read_csv(rows)
-            if not isinstance(meta["spec"]["train"], dict) or "init" not in meta["spec"]["seeds"]:
-                raise KeyError("spec")
         except (OSError, ValueError, KeyError, TypeError) as e:
-            damage.add(f"linear-model record {rows.parent}", type(e).__name__)
+            damage.add(f"linear-model record {rows.parent}", str(e) or type(e).__name__)
             continue
         df.insert(0, "run", rows.parent.name)
         df.insert(1, "kind", "linear")
@@ -157,14 +154,14 @@ def _score_frames(store: Store, damage: _Damage) -> list[pd.DataFrame]:
     folder = store.root / "scores"
     for table in sorted(folder.glob("*/scores.csv")) if folder.is_dir() else []:
         try:
-            meta = _read_json(table.parent / "meta.json")
+            meta = _read_json(table.parent / "meta.json", SCORES_META)
             df = _read_csv(table)
             out = pd.DataFrame({"run": table.parent.name, "kind": "scores", "preset": meta.get("preset"),
                                 "member": df["replicate"], "seed": meta["spec"]["seeds"]["init"] + df["replicate"],
                                 "step": df["at"], "split": "train", "metric": df["method"], "value": df["score"],
                                 "replicate": df["replicate"], "example": df["example"]})
         except (OSError, ValueError, KeyError, TypeError) as e:
-            damage.add(f"score set {table.parent}", type(e).__name__)
+            damage.add(f"score set {table.parent}", str(e) or type(e).__name__)
             continue
         out["engine"], out["status"] = "scores", "done"
         frames.append(out)
@@ -179,7 +176,7 @@ def _claim_frames(store: Store, damage: _Damage) -> list[pd.DataFrame]:
     folder = store.root / "claims"
     for path in sorted(folder.glob("*/result.json")) if folder.is_dir() else []:
         try:
-            doc = _read_json(path)
+            doc = _read_json(path, CLAIM_RESULT)
             rows = [{"run": path.parent.name, "kind": "claim", "preset": None, "member": int(doc["replicates"]),
                      "seed": None, "step": None, "split": None, "metric": metric, "value": float(t[field]),
                      "claim": doc["claim"], "test": t["test"], "verdict": t["verdict"],
@@ -187,7 +184,7 @@ def _claim_frames(store: Store, damage: _Damage) -> list[pd.DataFrame]:
                     for t in doc["tests"] for metric, field in (("mean", "mean"), ("ci_low", "low"),
                                                                 ("ci_high", "high"), ("n", "n"))]
         except (OSError, ValueError, KeyError, TypeError) as e:
-            damage.add(f"claim record {path.parent}", type(e).__name__)
+            damage.add(f"claim record {path.parent}", str(e) or type(e).__name__)
             continue
         if not rows:  # a claim without tests (it could not be measured) still shows its verdict
             rows = [{"run": path.parent.name, "kind": "claim", "member": int(doc["replicates"]), "metric": "tests",

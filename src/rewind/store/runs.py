@@ -37,6 +37,7 @@ from typing import Iterator
 import torch
 
 from .io import CheckpointError, atomic_write_text, load_checkpoint, save_checkpoint
+from .records import RUN_META, RUN_RECORD, RUN_SPEC, RecordDamaged, read_record
 
 KEY_RE = re.compile(r"^[0-9a-f]{16}$")
 RECORD_FORMAT = "rewind-run-2"  # DONE with file checksums; older records carry none
@@ -53,7 +54,7 @@ def notice(message: str) -> None:
     warnings.warn(message, RewindWarning, stacklevel=2)
 
 
-class RunDamaged(CheckpointError):
+class RunDamaged(RecordDamaged):
     """A finished run whose files do not match its record (it has been moved aside)."""
 
 
@@ -81,6 +82,18 @@ def file_sha256(path: Path) -> str:
 def _record_digest(record: dict) -> str:
     body = {k: v for k, v in record.items() if k != "record_sha256"}
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+SEQUENTIAL = "sequential"
+
+
+def engine_of_record(record: dict) -> str:
+    """The engine name (train/loop.engine_name) of a finished run, from its DONE record."""
+    engine = str(record.get("engine", SEQUENTIAL))
+    ddp = record.get("ddp")
+    if isinstance(ddp, dict) and ddp.get("batchnorm") == "local":
+        engine += "+local-bn"
+    return "vectorised" if engine.startswith("vectorised") else engine
+
 
 METRIC_FIELDS = ("step", "split", "metric", "value")
 
@@ -128,18 +141,40 @@ class RunDir:
         return self.health().status
 
     def _json(self, name: str) -> dict:
+        """spec.json, meta.json or DONE, checked against its schema (store/records.py)."""
+        schema = {"DONE": RUN_RECORD, "spec.json": RUN_SPEC, "meta.json": RUN_META}[name]
         try:
-            doc = json.loads((self.path / name).read_bytes().decode())
+            return read_record(self.path / name, schema, f"run {self.key}")
         except FileNotFoundError:
             raise RunDamaged(f"run {self.key}: {name} is missing") from None
-        except (UnicodeDecodeError, json.JSONDecodeError, OSError) as e:
-            raise RunDamaged(f"run {self.key}: {name} is not readable JSON ({type(e).__name__})") from None
-        if not isinstance(doc, dict):
-            raise RunDamaged(f"run {self.key}: {name} does not hold a JSON object")
-        return doc
+        except RecordDamaged as e:
+            raise RunDamaged(f"run {self.key}: {name} " + str(e).split(" is damaged ", 1)[-1]) from None
+        except OSError as e:
+            raise RunDamaged(f"run {self.key}: {name} is not readable ({e.strerror or type(e).__name__})") from None
+
+    def link_problem(self) -> str | None:
+        """What is wrong if the run's directory, or an entry in it, is a symbolic link: rewind never
+        moves, removes or writes anything through one (it could lead out of the store)."""
+        if self.path.is_symlink():
+            return (f"its directory is a symbolic link to {os.path.realpath(self.path)}; rewind leaves it alone "
+                    f"(remove the link, rm {self.path}, to train the run here)")
+        if self.path.is_dir():
+            for p in sorted(self.path.iterdir()):
+                if p.is_symlink():
+                    return (f"{p.name} is a symbolic link to {os.path.realpath(p)}; rewind leaves the run alone "
+                            f"(remove the link, rm {p}, to train the run again)")
+        return None
+
+    def _refuse_links(self) -> None:
+        why = self.link_problem()
+        if why:
+            raise RunDamaged(f"run {self.key}: {why}")
 
     def health(self, deep: bool = False) -> Health:
         """Check the run against its record. ``deep`` also hashes every checkpoint."""
+        link = self.link_problem()
+        if link:
+            return Health("damaged", link)
         if not (self.path / "DONE").exists():
             if (self.path / "resume.safetensors").exists():
                 return Health("partial")
@@ -158,8 +193,13 @@ class RunDir:
                         return Health("damaged", f"{name}: {path.stat().st_size} bytes, the record says {want['bytes']}")
                     if (deep or not name.endswith(".safetensors")) and file_sha256(path) != want["sha256"]:
                         return Health("damaged", f"{name}: checksum mismatch")
-            if self._json("spec.json").get("key") != self.key:
+            doc = self._json("spec.json")
+            if doc.get("key") != self.key:
                 return Health("damaged", "spec.json: holds another run's spec")
+            named, trained = doc.get("engine", SEQUENTIAL), engine_of_record(record)
+            if named != trained:
+                return Health("damaged", f"DONE: trained by the {trained} engine, but the run's key names the "
+                                         f"{named} engine's result (a run stored before keys named the engine)")
             if files is None:  # a record from before checksums: check what can be checked
                 self._json("meta.json")
                 csv_to_rows((self.path / "metrics.csv").read_bytes().decode())
@@ -196,7 +236,9 @@ class RunDir:
 
     def quarantine(self, reason: str) -> Path:
         """Move every file of the run (not its lock) to ``<root>/.damaged/<key>/<time>/`` with a
-        note saying why; the caller holds the run's lock."""
+        note saying why; the caller holds the run's lock. A run reached through a symbolic link is
+        never moved (RunDamaged says so)."""
+        self._refuse_links()
         dest = self._aside_dir()
         for p in sorted(self.path.iterdir()) if self.path.is_dir() else []:
             if p.name != ".lock":
@@ -234,6 +276,7 @@ class RunDir:
         it yields False (and holds nothing) when another process holds the lock."""
         import fcntl
 
+        self._refuse_links()   # the lock file and every write after it would go through the link
         self.path.mkdir(parents=True, exist_ok=True)
         with open(self.path / ".lock", "a+") as fh:
             try:

@@ -6,44 +6,57 @@ resume point, which is verified when training resumes). Study records and the
 instability and linear-model caches are checked for readability. ``repair`` moves
 damaged runs aside (``<root>/.damaged/``; the next command that needs them trains them
 again), and removes what interrupted writes left behind: temporary files and the
-resume point of a run killed after it was recorded as done.
+resume point of a run killed after it was recorded as done. Records are checked against the
+schemas the readers use (records.py), so what ``results`` or ``report`` cannot read is reported.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
+from .records import CLAIM_RESULT, INSTABILITY_SETTINGS, LINEAR_META, SCORES_META, STUDY, RecordDamaged, read_record
 from .runs import Store
 
 
-def _caches(store: Store) -> list[tuple[Path, list[str]]]:
-    """(folder or file, the files in it that must read back) for the store's derived records."""
+# the derived records: (folder under the root, its entries, files of an entry: schema or "csv")
+_DERIVED = (
+    ("studies", "*.json", None, {"": STUDY}),
+    ("instability", "*", "rows.csv", {"settings.json": INSTABILITY_SETTINGS, "rows.csv": "csv"}),
+    ("linear", "*", "rows.csv", {"meta.json": LINEAR_META, "rows.csv": "csv"}),
+    ("scores", "*", "scores.csv", {"meta.json": SCORES_META, "scores.csv": "csv"}),
+    ("claims", "*", "result.json", {"result.json": CLAIM_RESULT}),
+)
+
+
+def _caches(store: Store) -> list[tuple[Path, dict]]:
+    """(file or folder, {file name: schema}) for the store's derived records: what ``results``,
+    ``report`` and the commands read, with the schemas they read them with (records.py)."""
     out = []
-    studies = store.root / "studies"
-    for path in sorted(studies.glob("*.json")) if studies.is_dir() else []:
-        out.append((path, [path.name]))
-    for kind, names in (("instability", ["settings.json", "rows.csv"]), ("linear", ["meta.json", "rows.csv"])):
+    for kind, pattern, marker, files in _DERIVED:
         folder = store.root / kind
-        for sub in sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []:
-            if (sub / "rows.csv").exists() or (sub / names[0]).exists():
-                out.append((sub, names))
+        if not folder.is_dir():
+            continue
+        for p in sorted(folder.glob(pattern)):
+            if marker is None and p.is_file():
+                out.append((p, {p.name: files[""]}))
+            elif marker is not None and p.is_dir() and not p.is_symlink() and any((p / n).exists() for n in files):
+                out.append((p, files))
     return out
 
 
-def _readable(path: Path) -> str | None:
+def _readable(path: Path, schema) -> str | None:
     try:
-        text = path.read_bytes().decode()
-        if path.suffix == ".json":
-            if not isinstance(json.loads(text), dict):
-                return "not a JSON object"
-        else:
+        if schema == "csv":
             import io
 
-            pd.read_csv(io.StringIO(text))
+            pd.read_csv(io.StringIO(path.read_bytes().decode()))
+        else:
+            read_record(path, schema, "record")
     except FileNotFoundError:
         return "missing"
+    except RecordDamaged as e:
+        return str(e).split(" is damaged ", 1)[-1].strip("()")
     except Exception as e:  # noqa: BLE001 - any failure to parse is damage to report
         return f"not readable ({type(e).__name__})"
     return None
@@ -55,6 +68,10 @@ def verify_store(store: Store, repair: bool = False) -> list[dict]:
     for run in store.runs():
         health = run.health(deep=True)
         row = {"what": "run", "key": run.key, "status": health.status, "problem": health.problem, "action": ""}
+        if run.link_problem():   # nothing is moved, removed or written through a symbolic link
+            row["action"] = "left alone (a symbolic link)" if repair else ""
+            rows.append(row)
+            continue
         if health.status in ("new", "started", "partial"):
             row["status"] = "unfinished"
             if (run.path / "metrics.csv").exists():
@@ -83,9 +100,9 @@ def verify_store(store: Store, repair: bool = False) -> list[dict]:
         rows.append(row)
     for where, names in _caches(store):
         problems = []
-        for name in names:
+        for name, schema in names.items():
             path = where if where.is_file() else where / name
-            why = _readable(path)
+            why = _readable(path, schema)
             if why:
                 problems.append(f"{name}: {why}")
         row = {"what": where.parent.name, "key": where.stem if where.is_file() else where.name,

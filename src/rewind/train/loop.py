@@ -10,6 +10,7 @@ an uninterrupted one.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import math
@@ -28,8 +29,23 @@ from ..data.tensors import shard_rows, to_float
 from ..models import create_model, place
 from ..spec import Spec, SpecError
 from ..store import RunDir, Store, notice, tensor_digest
+from ..store.runs import SEQUENTIAL
 from .ddp import SINGLE, Single, data_parallel
 from .optim import load_optimizer_tensors, lr_at, make_optimizer, optimizer_tensors, zero_where_pruned
+
+
+def engine_name(engine: str, opts: "TrainOptions") -> str:
+    """What names the arithmetic of a run, in its key: ``sequential`` (the default, left out of
+    keys), ``sequential+compile`` or ``vectorised`` (whose member's bits do not depend on its
+    companions: train/vectorised.py); ``+local-bn`` for data-parallel training with per-rank
+    BatchNorm statistics. Where it ran is not part of it: the device, the thread count and a
+    data-parallel world size are recorded with every run (results: device, threads, ddp), and a
+    run is the same bits again on the same kind of device with the same threads and ranks."""
+    if engine == "vectorised":
+        return "vectorised"
+    name = "sequential+compile" if opts.compile else SEQUENTIAL
+    # per-rank BatchNorm statistics are another computation, not another place (ddp.py)
+    return name + "+local-bn" if opts.ddp and opts.ddp_batchnorm == "local" else name
 
 
 @dataclass
@@ -45,10 +61,15 @@ class Member:
     start: int = 0                                # iteration at which training starts
     origin: dict = field(default_factory=dict)    # where init/mask came from (recorded, not hashed)
     optim: dict[str, torch.Tensor] | None = None  # optimizer state to start from (optim/...); None: fresh
+    engine: str = SEQUENTIAL                      # the arithmetic that trains it (engine_name); part of the key
 
     @property
     def key(self) -> str:
-        if self.init is None and self.mask is None and self.start == 0 and self.optim is None:
+        """The run's name: a hash of the spec, the starting point and the engine. The engine is part
+        of it because engines round differently: a key names one set of bits. The sequential
+        engine's runs keep the spec's hash (the form every store has used)."""
+        if self.init is None and self.mask is None and self.start == 0 and self.optim is None \
+                and self.engine == SEQUENTIAL:
             return self.spec.hash
         h = hashlib.sha256(self.spec.canonical_json().encode())
         h.update(f"|start={self.start}".encode())
@@ -56,10 +77,14 @@ class Member:
         h.update(f"|mask={tensor_digest(self.mask) if self.mask is not None else '-'}".encode())
         if self.optim is not None:
             h.update(f"|optim={tensor_digest(self.optim)}".encode())
+        if self.engine != SEQUENTIAL:
+            h.update(f"|engine={self.engine}".encode())
         return h.hexdigest()[:16]
 
     def spec_doc(self) -> dict:
         doc = {"spec": self.spec.to_dict(), "key": self.key}
+        if self.engine != SEQUENTIAL:
+            doc["engine"] = self.engine
         if self.key != self.spec.hash:
             doc["start"] = {
                 "iteration": self.start,
@@ -208,8 +233,11 @@ def _state_tensors(model, opt, mask) -> dict[str, torch.Tensor]:
 
 
 def train_member(member: Member, store: Store, opts: TrainOptions) -> RunDir:
-    run = store.run(member.key)
     dp = data_parallel(opts)  # under DDP every rank trains, rank 0 alone locks and writes
+    engine = engine_name("sequential", opts)
+    if member.engine != engine:
+        member = dataclasses.replace(member, engine=engine)
+    run = store.run(member.key)
     if dp.agree(run.done):
         return run
     with run.lock() if dp.writes else contextlib.nullcontext():

@@ -19,6 +19,7 @@ float64, after 200 steps, to ~1e-15 relative (tests assert 1e-10).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import time
 
@@ -55,6 +56,13 @@ class Stack:
         self.keep: torch.Tensor | None = None   # the same as 0/1 in the parameters' dtype, to multiply by
         self.remask = False   # whether an update can move a pruned weight (optim.zero_where_pruned)
         self.grad_buffer: torch.Tensor | None = None   # the hand-written backward's gradient (reused)
+        # Convolutions (grouped over the members) run other kernels for one group than for two or
+        # more, and round differently; with two or more, each member's bits are its own (measured:
+        # the digits CNN and the 1-D CNN for K = 2-17 at 1 and 2 threads, ResNet-8 with BatchNorm
+        # for K = 2-5 at a fixed thread count; tests/test_identity.py). So a member never steps or
+        # is evaluated alone: a lone one is computed beside a copy of itself, whose results are
+        # dropped, and a member's result does not depend on its companions or their number.
+        self.lone_differs = not template.stacks_alone_alike
 
     def views(self, flat: torch.Tensor, k: int | None = None) -> dict[str, torch.Tensor]:
         k = self.k if k is None else k
@@ -67,6 +75,10 @@ class Stack:
     @property
     def params(self) -> dict[str, torch.Tensor]:
         return self.views(self.flat)
+
+    def first(self, flat: torch.Tensor, k: int, n: int) -> torch.Tensor:
+        """The first ``n`` of the ``k`` members laid out in ``flat`` (itself when n == k)."""
+        return flat if n == k else torch.cat([v[:n].reshape(-1) for v in self.views(flat, k).values()])
 
     def gather(self, flat: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         return torch.cat([v.index_select(0, idx).reshape(-1) for v in self.views(flat).values()])
@@ -181,30 +193,68 @@ def _forward(stack: Stack, params: dict, buffers: dict, x: torch.Tensor, shared:
     return vmap(fn, in_dims=(0, 0, None if shared else 0))(params, buffers, x)
 
 
+# Examples per member in each stacked evaluation batch, and members evaluated at once. Both are
+# fixed: a member's metrics must not depend on how many companions are evaluated with it.
+EVAL_ROWS = 1024
+EVAL_MEMBERS = 16
+
+
+def padded(stack: Stack, members: list[int]) -> list[int]:
+    """``members`` as the engine computes them: a lone member of a stack whose arithmetic depends on
+    the stack's size (convolutions pick other kernels for one group than for two or more: measured,
+    docs in Stack.lone_differs) is computed beside a copy of itself, whose results are dropped."""
+    return members * 2 if len(members) == 1 and stack.lone_differs else members
+
+
 @torch.no_grad()
-def _evaluate(stack: Stack, members: list[int], x, y, batch: int, inputs=lambda x: x) -> list[tuple[float, float]]:
-    device = x.device
-    idx = torch.tensor(members, device=device)
-    params = {n: p[idx] for n, p in stack.params.items()}
-    buffers = {n: b[idx] for n, b in stack.buffers.items()}
+def evaluate_members(stack: Stack, members: list[int], x, y, inputs=lambda x: x) -> list[torch.Tensor]:
+    """Per-example losses (float64) and predictions of ``members`` on (x, y), in eval mode: fixed
+    batches of EVAL_ROWS examples, at most EVAL_MEMBERS members at a time, so that the result of
+    each member is the same whatever it is evaluated with."""
+    out_loss, out_pred = [], []
     stack.template.eval()
-    loss_sum = torch.zeros(len(members), dtype=torch.float64, device=device)
-    correct = torch.zeros(len(members), dtype=torch.int64, device=device)
-    chunk = max(1, batch // max(1, len(members)) * 4)
-    for i in range(0, len(y), chunk):
-        out = _forward(stack, params, buffers, inputs(x[i:i + chunk]), shared=True)
-        yy = y[i:i + chunk]
-        k, b, c = out.shape
-        # float64, summed in index order: a parallel float32 sum's order (and so its bits) can
-        # change with the threads the runtime hands out under load
-        loss_sum += cross_entropy(out, yy.expand(k, b)).double().cumsum(1)[:, -1]
-        correct += (out.argmax(2) == yy.unsqueeze(0)).sum(1)
-    stack.template.train()
+    try:
+        for g in range(0, len(members), EVAL_MEMBERS):
+            group = members[g:g + EVAL_MEMBERS]
+            rows = padded(stack, group)
+            idx = torch.tensor(rows, device=x.device)
+            params = {n: p.index_select(0, idx) for n, p in stack.params.items()}
+            buffers = {n: b.index_select(0, idx) for n, b in stack.buffers.items()}
+            losses, preds = [], []
+            for i in range(0, len(y), EVAL_ROWS):
+                out = _forward(stack, params, buffers, inputs(x[i:i + EVAL_ROWS]), shared=True)[:len(group)]
+                yy = y[i:i + EVAL_ROWS]
+                k, b, _ = out.shape
+                losses.append(cross_entropy(out, yy.expand(k, b)).double())
+                preds.append(out.argmax(2))
+            out_loss.extend(torch.cat(losses, 1).unbind(0))
+            out_pred.extend(torch.cat(preds, 1).unbind(0))
+    finally:
+        stack.template.train()
+    return [(loss, pred) for loss, pred in zip(out_loss, out_pred)]
+
+
+def evaluate_like_vectorised(model, x, y) -> tuple[float, float, torch.Tensor]:
+    """Mean loss, accuracy and per-example losses (float64) of one network, computed as the
+    vectorised engine evaluates its members (so the path endpoints of a vectorised run are its
+    metrics exactly: analysis/instability.py)."""
+    stack = Stack(model, 1, x.device)
+    stack.set_member(0, model.state_dict())
+    [(loss, pred)] = evaluate_members(stack, [0], x, y)
     n = len(y)
-    return [(loss_sum[j].item() / n, correct[j].item() / n) for j in range(len(members))]
+    return loss.cumsum(0)[-1].item() / n, (pred == y).sum().item() / n, loss
+
+
+def _evaluate(stack: Stack, members: list[int], x, y, inputs=lambda x: x) -> list[tuple[float, float]]:
+    """Mean loss and accuracy of each member; the loss summed in index order (cumsum), as the
+    sequential engine sums it: a parallel sum's order can change with the threads under load."""
+    n = len(y)
+    return [(loss.cumsum(0)[-1].item() / n, (pred == y).sum().item() / n)
+            for loss, pred in evaluate_members(stack, members, x, y, inputs)]
 
 
 def train_vectorised(members: list[Member], store: Store, opts: TrainOptions) -> list[RunDir]:
+    members = [m if m.engine == "vectorised" else dataclasses.replace(m, engine="vectorised") for m in members]
     runs = [store.run(m.key) for m in members]
     todo: dict[str, int] = {}
     for i, r in enumerate(runs):
@@ -219,7 +269,8 @@ def train_vectorised(members: list[Member], store: Store, opts: TrainOptions) ->
         for i in chosen:
             runs[i].reset_if_damaged()
         # Stacks of more than ~16 small members spill out of the caches: beyond that, train
-        # the population in chunks (a member's result does not depend on its companions).
+        # the population in chunks (a member's result does not depend on its companions, nor on
+        # their number: see Stack.lone_differs).
         size = max(1, opts.chunk)
         with alloc.roomy():  # a stack's tensors are MiBs a step: keep them on the heap (rewind/alloc.py)
             for c in range(0, len(chosen), size):
@@ -302,7 +353,7 @@ def _train_locked(members: list[Member], runs: list[RunDir], opts: TrainOptions)
         if to_eval:
             for split in spec.train.eval_splits:
                 x, y = (x_train, y_train) if split == "train" else (x_test, y_test)
-                for i, (loss, acc) in zip(to_eval, _evaluate(stack, to_eval, x, y, opts.eval_batch, pr.batch_inputs)):
+                for i, (loss, acc) in zip(to_eval, _evaluate(stack, to_eval, x, y, pr.batch_inputs)):
                     rows[i].append({"step": t, "split": split, "metric": "loss", "value": loss})
                     rows[i].append({"step": t, "split": split, "metric": "accuracy", "value": acc})
         for i in here:
@@ -357,8 +408,8 @@ def _gradient(stack: Stack, flat: torch.Tensor, kk: int, buffers: dict, xb: torc
     """Flat gradient of sum over members of each member's mean loss on its batch, and those losses."""
     if stack.template.hand_differentiated and not torch.is_autocast_enabled(flat.device.type):
         # one buffer for the whole run rather than a fresh [K x parameters] tensor every step
-        if stack.grad_buffer is None:
-            stack.grad_buffer = torch.empty_like(stack.flat)   # every subset of members fits in it
+        if stack.grad_buffer is None or stack.grad_buffer.numel() < flat.numel():
+            stack.grad_buffer = torch.empty_like(flat if flat.numel() > stack.flat.numel() else stack.flat)
         grad = stack.grad_buffer[:flat.numel()]
         losses = stack.template.stacked_grad(stack.views(flat, kk), xb, yb, stack.views(grad, kk))
         return grad, losses
@@ -378,19 +429,21 @@ def _step(stack: Stack, opt: StackedOptimizer, here: list[int], t: int, lr: floa
     """One optimizer step for the members ``here``; returns their losses on this step's batches and
     whether all are finite. A member whose loss is not finite makes the step a no-op for all: the
     caller drops it and steps again (a member's result does not depend on its companions)."""
-    everyone = len(here) == stack.k
-    idx = None if everyone else torch.tensor(here, device=device)
-    kk = len(here)
+    rows = padded(stack, here)   # a lone member is computed beside a copy of itself (dropped)
+    everyone = rows == list(range(stack.k))
+    idx = None if everyone else torch.tensor(rows, device=device)
+    kk = len(rows)
     flat = stack.flat if everyone else stack.gather(stack.flat, idx)
     buffers = stack.buffers if everyone else {n: b.index_select(0, idx) for n, b in stack.buffers.items()}
-    batches = orders.batch(t, here, idx)
+    batches = orders.batch(t, rows, idx)
     x_train, y_train = pr.x_train, pr.y_train
     xb = pr.batch_inputs(x_train.index_select(0, batches.reshape(-1))).view(*batches.shape, *x_train.shape[1:])
     yb = y_train.index_select(0, batches.reshape(-1)).view(batches.shape)
     if orders.augment != "none":
-        xb = torch.stack([augment.apply(orders.augment, xb[j], orders.augment_seeds[i], t) for j, i in enumerate(here)])
+        xb = torch.stack([augment.apply(orders.augment, xb[j], orders.augment_seeds[i], t) for j, i in enumerate(rows)])
     saved = {n: b.clone() for n, b in buffers.items()}  # BatchNorm statistics, restored if the step is void
     grad, losses = _gradient(stack, flat, kk, buffers, xb, yb)
+    losses = losses[:len(here)]
     if not math.isfinite(losses.sum().item()):  # one sync; NaN and inf survive the sum
         for n, b in saved.items():
             buffers[n].copy_(b)
@@ -404,16 +457,16 @@ def _step(stack: Stack, opt: StackedOptimizer, here: list[int], t: int, lr: floa
             opt.steps += 1
             steps = opt.steps
         else:
-            on_cpu = idx.cpu()  # the step counts live on the CPU
-            opt.steps[on_cpu] += 1
-            steps = opt.steps[on_cpu]
+            opt.steps[torch.tensor(here)] += 1  # the step counts live on the CPU
+            steps = opt.steps[torch.tensor(rows)]
         opt.step(flat, grad, state, steps, lr)
         if mask is not None and stack.remask:
             flat.mul_(mask)
         if not everyone:
-            stack.scatter(stack.flat, idx, flat)
+            real = idx[:len(here)]
+            stack.scatter(stack.flat, real, stack.first(flat, kk, len(here)))
             for key, part in state.items():
-                stack.scatter(opt.state[key], idx, part)
+                stack.scatter(opt.state[key], real, stack.first(part, kk, len(here)))
             for n, bt in buffers.items():
-                stack.buffers[n].index_copy_(0, idx, bt)
+                stack.buffers[n].index_copy_(0, real, bt[:len(here)])
     return losses, True
