@@ -107,6 +107,7 @@ def stubbed(monkeypatch):
         raise Accepted
 
     monkeypatch.setattr(importlib.import_module("rewind.exec"), "train_population", stub)
+    monkeypatch.setattr(importlib.import_module("rewind.api"), "train_population", stub)
     monkeypatch.setattr(study, "train_population", stub)
     monkeypatch.setattr(importlib.import_module("rewind.analysis.instability"), "train_population", stub)
     monkeypatch.setattr(linear, "linear_comparison", linear_stub)

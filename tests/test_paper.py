@@ -279,7 +279,7 @@ def test_uint8_images_train_as_the_normalised_floats(tmp_path, monkeypatch, engi
 
     import importlib
 
-    loop = importlib.import_module("rewind.train.loop")
+    setup = importlib.import_module("rewind.train.setup")   # where check_spec loads the data
 
     write_cifar(tmp_path / "data", n=16)
     # Conv-2 at an eighth of its width (8 channels): the data path is the subject, 3x faster than at full width
@@ -295,13 +295,13 @@ def test_uint8_images_train_as_the_normalised_floats(tmp_path, monkeypatch, engi
 
     kept = train(tmp_path / "uint8")
     assert load_data(DataSpec("cifar10"), tmp_path / "data").x_train.dtype == torch.uint8
-    original = loop.load_data
+    original = setup.load_data
 
     def as_floats(spec, root=None):
         data = original(spec, root)
         return dataclasses.replace(data, x_train=data.inputs("train"), x_test=data.inputs("test"), pixels=None)
 
-    monkeypatch.setattr(loop, "load_data", as_floats)
+    monkeypatch.setattr(setup, "load_data", as_floats)
     floats = train(tmp_path / "float")
     for (wa, ma), (wb, mb) in zip(kept, floats):
         assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from rewind.train.loop import usable_cpus
+from rewind.host import usable_cpus
 
 
 def _env_after_import(**env):

@@ -34,13 +34,15 @@ def replicate_members(spec: Spec, preset: str | None, replicates: int, kind: str
 
 def train(preset: str | Spec = "mnist1d_mlp", overrides: dict[str, Any] | None = None, *,
           replicates: int | None = None, config: str | None = None, root: str | os.PathLike | None = None,
-          quiet: bool = True, options: TrainOptions | None = None) -> RunDir | list[RunDir]:
+          quiet: bool = True, options: TrainOptions | None = None, name: str | None = None) -> RunDir | list[RunDir]:
     """Train a preset (or spec) and return its run; with ``replicates=R``, a list of R runs.
 
     A run already in the store is returned without training. A spec with a ``pretrain`` section
     first trains (or finds) its pretraining runs; the runs returned start where pretraining ended.
+    ``name`` labels the runs (the preset column of ``results``) when ``preset`` is a Spec.
     """
-    spec, name = make_spec(preset, overrides, config)
+    spec, preset_name = make_spec(preset, overrides, config)
+    name = preset_name or name
     count = 1 if replicates is None else int(replicates)
     check_range("replicates", count, 1, MAX_REPLICATES)
     opts = options or TrainOptions(quiet=quiet)

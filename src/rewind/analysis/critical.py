@@ -55,3 +55,9 @@ def critical_periods(spec: Spec, kind: str, untils: list[Step], replicates: int 
                          "replicate": r, "test_accuracy": final.get("test_accuracy", float("nan")),
                          "test_loss": final.get("test_loss", float("nan")), "run": run.key})
     return pd.DataFrame(rows)
+
+
+def critical_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Final test accuracy per deficit length: mean, std and count over replicates, by length."""
+    g = table.groupby(["deficit_until", "deficit_iterations"])["test_accuracy"]
+    return g.agg(["mean", "std", "count"]).reset_index().sort_values("deficit_iterations")

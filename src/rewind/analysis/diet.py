@@ -67,3 +67,8 @@ def data_diet(spec: Spec, keep: list[float], methods: list[str], replicates: int
             rows.append({"method": m, "keep": k, "replicate": r, "test_accuracy": final.get("test_accuracy"),
                          "run": run.key, "score": key})
     return pd.DataFrame(rows)
+
+
+def diet_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Final test accuracy per (method, keep): mean, std and n over the trainings."""
+    return table.groupby(["method", "keep"])["test_accuracy"].agg(["mean", "std", "count"]).reset_index()

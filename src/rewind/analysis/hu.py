@@ -40,7 +40,7 @@ from ..data import batch_indices, iterations_per_epoch, load_data, require_in_me
 from ..models import create_model
 from ..spec import Spec, SpecError
 from ..store import atomic_write_text
-from ..train.loop import dtype_of
+from ..train.member import dtype_of
 from ..train.optim import lr_at, make_optimizer
 from . import ntk
 
@@ -281,6 +281,22 @@ def with_width(spec: Spec, width: int) -> Spec:
     if not spec.model.widths:
         raise SpecError(f"--widths: {spec.model.name} has no model.widths to sweep")
     return spec.replace(**{"model.widths": ",".join([str(width)] * len(spec.model.widths))})
+
+
+def curve_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per measured step, over replicates: the discrepancy on train and test, both models' test
+    errors and how far the NTK moved (columns discrepancy_train, discrepancy_test,
+    network_test_error, linear_test_error, ntk_distance); the rows at 0, 1, about 3, 10, 30, ...
+    and the last step (what `rewind linear` prints)."""
+    v = rows.groupby(["split", "model", "metric", "step"])["value"].mean()
+    steps = sorted(rows.step.unique())
+    shown = [s for s in steps if s in (0, 1) or any(s <= t < s * 1.5 for t in (3, 10, 30, 100, 300, 1000, 3000, 10000))
+             or s == steps[-1]]
+    return pd.DataFrame([{"step": s, "discrepancy_train": v["train", "both", "discrepancy", s],
+                          "discrepancy_test": v["test", "both", "discrepancy", s],
+                          "network_test_error": v["test", "network", "error", s],
+                          "linear_test_error": v["test", "linear", "error", s],
+                          "ntk_distance": v.get(("train", "network", "ntk_distance", s))} for s in shown])
 
 
 def linear_sweep(spec: Spec, options: HuOptions, widths, lrs, replicates: int, root, preset: str | None = None,

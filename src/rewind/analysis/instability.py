@@ -32,7 +32,8 @@ from ..store import RunDir, atomic_write_text, notice
 from ..store.records import read_table
 from ..train import Member, TrainOptions
 from ..exec import train_population
-from ..train.loop import dtype_of, evaluate_batches, resolve_device, streamed_batches, tensor_batches
+from ..train.evaluate import evaluate_batches, streamed_batches, tensor_batches
+from ..train.member import dtype_of, resolve_device
 from ..train.vectorised import evaluate_like_vectorised
 
 if TYPE_CHECKING:  # imported where used: pandas is 0.27 s of `import rewind`, which every worker process pays
@@ -181,8 +182,6 @@ def _analysis_dir(root: Path, key: str) -> Path:
 
 def load_per_example(root, key: str) -> pd.DataFrame:
     """The per-example barrier table of one interpolation (``analysis`` column of the results)."""
-    import pandas as pd
-
     return read_table(_analysis_dir(Path(root), key) / "per_example.csv", f"instability record {key}",
                       ("example", "loss_a", "loss_mid", "loss_b", "barrier"))
 

@@ -37,7 +37,8 @@ from ..data import batch_indices, iterations_per_epoch, load_data, require_in_me
 from ..models import create_model
 from ..spec import Spec, probe_steps
 from ..store import atomic_write_text
-from ..train.loop import dtype_of, evaluate_examples
+from ..train.evaluate import evaluate_examples
+from ..train.member import dtype_of
 from ..train.optim import lr_at, make_optimizer
 
 
@@ -118,6 +119,19 @@ def compare(spec: Spec, until: int | None = None, schedule: str = "1it:100it,10i
             loss.backward()
             opt.step()
     return pd.DataFrame(rows)
+
+
+def curve_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per step (0, 10, 50, 100, 200, 500, 1000, 2000, 4000 and the last), over replicates: both
+    models' train and test errors and the output distance on train and test."""
+    err = rows[rows.metric == "error"].groupby(["split", "model", "step"])["value"].mean()
+    dist = rows[rows.metric == "output_distance"].groupby(["split", "step"])["value"].mean()
+    steps = sorted(rows.step.unique())
+    shown = [s for s in steps if s in (0, 10, 50, 100, 200, 500, 1000, 2000, 4000) or s == steps[-1]]
+    return pd.DataFrame([{"step": s, "network_train_error": err["train", "network", s],
+                          "linear_train_error": err["train", "linear", s], "network_test_error": err["test", "network", s],
+                          "linear_test_error": err["test", "linear", s], "distance_train": dist["train", s],
+                          "distance_test": dist["test", s]} for s in shown])
 
 
 def parting(rows: pd.DataFrame, tolerance: float = 0.02) -> dict[str, int | None]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from ..spec import probe_steps  # noqa: F401  (the schedule lives with the spec; re-exported)
-from ..train.loop import LoopHook, register_loop_hook
+from ..train.hooks import LoopHook, register_loop_hook
 
 def _flat(tensors: dict[str, torch.Tensor], names: list[str], mask) -> dict[str, torch.Tensor]:
     """Per-layer 1-D float64 vectors (surviving weights only), and "all"."""
@@ -94,7 +94,7 @@ def _rows_csv(rows: list[dict]) -> str:
 
 
 class ProbeHook(LoopHook):
-    """The probes of ``spec.probe`` attached to the sequential loop (train/loop.py's LoopHook):
+    """The probes of ``spec.probe`` attached to the sequential loop (train/hooks.py's LoopHook):
     weights kept at every probe step, the rewind point and the end; gradient norms at every probe
     step. Snapshots live in memory, so no resume point is written inside the probe window (a run
     killed there restarts); after it, the snapshots travel with the resume point."""

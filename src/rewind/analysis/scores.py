@@ -40,7 +40,7 @@ from ..store import Store, atomic_write_text
 from ..train import Member, TrainOptions, check_spec
 from ..exec import train_population
 from ..exec.population import with_engine
-from ..train.loop import dtype_of
+from ..train.member import dtype_of
 
 METHODS = ("el2n", "grand", "forgetting")
 
@@ -163,6 +163,24 @@ class ScoreSet:
              "at": str(self.at), "at_iterations": self.at_it, "replicates": self.replicates}, indent=1) + "\n")
         atomic_write_text(table, df.to_csv(index=False))  # last: its presence means complete
         return df
+
+
+def describe(table: pd.DataFrame) -> dict:
+    """The scores averaged over replicates: their mean and 10/50/90% quantiles, and (with 2+
+    replicates) the split-half reliability: the Spearman correlation between the means of the
+    first and the second half of the replicates (``halves`` says which)."""
+    mean = mean_scores(table)["score"]
+    q = mean.quantile([0.1, 0.5, 0.9])
+    out = {"examples": len(mean), "mean": float(mean.mean()), "q10": float(q[0.1]), "median": float(q[0.5]),
+           "q90": float(q[0.9]), "split_half": None, "halves": None}
+    replicates = sorted(table["replicate"].unique())
+    if len(replicates) >= 2:
+        wide = table.pivot(index="example", columns="replicate", values="score")
+        half = len(replicates) // 2
+        a, b = wide.iloc[:, :half].mean(axis=1), wide.iloc[:, half:].mean(axis=1)
+        out["split_half"] = float(a.corr(b, method="spearman"))
+        out["halves"] = (f"{replicates[0]}-{replicates[half - 1]}", f"{replicates[half]}-{replicates[-1]}")
+    return out
 
 
 def mean_scores(table: pd.DataFrame) -> pd.DataFrame:

@@ -3,6 +3,8 @@ of the data package: the loaders (embedded, files, synthetic, imagenet) build on
 data/core.py dispatches to them."""
 from __future__ import annotations
 
+from ..errors import DataError  # noqa: F401  (raised here, and re-exported as data.DataError)
+
 import math
 from dataclasses import dataclass
 
@@ -62,10 +64,6 @@ def _lookup(x: torch.Tensor, pixels: Pixels) -> torch.Tensor:
             idx = x[i:i + rows, c].reshape(-1).int()
             out[i:i + rows, c] = table[c].index_select(0, idx).view(x[i:i + rows, c].shape)
     return out
-
-
-class DataError(ValueError):
-    """Missing, damaged or foreign dataset files; the message says where and what to do."""
 
 
 @dataclass

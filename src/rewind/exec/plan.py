@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Hashable, Protocol
 
 from ..store import RunDir, Store
-from ..train.loop import Member, TrainOptions
+from ..train.member import Member, TrainOptions
 from .population import Engines, Work, by_group, check_population, train_here
 
 

@@ -15,7 +15,10 @@ from ..data import load_data
 from ..models import create_model
 from ..spec import SpecError, check_range
 from ..store import RunDir, Store
-from ..train.loop import Member, TrainOptions, check_spec, engine_name, train_member, usable_cpus
+from ..host import usable_cpus
+from ..train.loop import train_member
+from ..train.member import Member, TrainOptions, engine_name
+from ..train.setup import check_spec
 from ..train.vectorised import train_vectorised
 from .local import run_parallel
 

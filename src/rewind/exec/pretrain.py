@@ -10,7 +10,8 @@ import torch
 from ..models import create_model
 from ..spec import SpecError
 from ..store import Store
-from ..train.loop import Member, TrainOptions, check_spec, pretraining_too_long
+from ..train.member import Member, TrainOptions
+from ..train.setup import check_spec, pretraining_too_long
 from ..train.pretrain import after_pretraining, pretraining_spec
 from .plan import train_population
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ..spec import SpecError
 from ..store import Store, notice
-from ..train.loop import TrainOptions
+from ..train.member import TrainOptions
 from .population import Engines, by_group, split_stacks, with_engine
 
 TASK_RETRIES = 3          # retries of a task whose worker process or node died

@@ -121,7 +121,7 @@ class Study:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
     def _update_record(self, **changes: Any) -> None:
-        from ..train.ddp import silent_rank
+        from ..host import silent_rank
 
         if silent_rank():
             return  # under DDP, rank 0 writes the store

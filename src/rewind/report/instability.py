@@ -17,7 +17,14 @@ def instability_summary(table: pd.DataFrame) -> pd.DataFrame:
     out = g.agg(density=("density", "mean"), mean=("value", "mean"), std=("value", "std"), n=("value", "count"),
                 diverged=("value", lambda v: int(v.isna().sum())))
     out["std"] = out["std"].fillna(0.0)
-    return out.reset_index().sort_values(["branch", "level", "rewind_iteration", "split"]).reset_index(drop=True)
+    out = out.reset_index()
+    # the endpoints' accuracy (the copies' own final accuracy), averaged over copies and replicates
+    ends = table[(table["metric"] == "error") & (table["alpha"].isin([0.0, 1.0]))].copy()
+    ends["branch_params"] = ends["branch_params"].fillna("")
+    acc = (1 - ends.groupby(["branch", "branch_params", "level", "rewind_iteration", "split"], dropna=False)["value"]
+           .mean()).rename("end_accuracy").reset_index()
+    out = out.merge(acc, on=["branch", "branch_params", "level", "rewind_iteration", "split"], how="left")
+    return out.sort_values(["branch", "level", "rewind_iteration", "split"]).reset_index(drop=True)
 
 
 def plot_instability(table: pd.DataFrame, out: str | Path, level: int | None = None) -> list[Path]:

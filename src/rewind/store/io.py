@@ -7,10 +7,13 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+if TYPE_CHECKING:
+    import torch
+
+# torch and safetensors are imported where tensors are written or read: listing a store, its
+# records and results (`rewind ls`, `results`, `verify` of records) does not start torch
 
 FORMAT = "rewind-checkpoint-1"
 
@@ -71,6 +74,8 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
     """SHA-256 over names, dtypes, shapes and bytes, in name order."""
+    import torch
+
     h = hashlib.sha256()
     for name in sorted(tensors):
         t = tensors[name].detach().cpu().contiguous().reshape(-1)
@@ -82,6 +87,9 @@ def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
 
 
 def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], **meta: str) -> None:
+    from safetensors import SafetensorError
+    from safetensors.torch import save_file
+
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     metadata = {"format": FORMAT, "sha256": tensor_digest(tensors), **{k: str(v) for k, v in meta.items()}}
 
@@ -119,11 +127,13 @@ def canonical_header(path: str | os.PathLike) -> None:
 
 def load_checkpoint(path: str | os.PathLike, *, run: str | None = None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Load and verify a checkpoint; refuse damaged files and files of another run."""
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import load_file
+
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"no checkpoint at {path}")
     try:
-        from safetensors import safe_open
 
         with safe_open(str(path), framework="pt") as fh:
             metadata = fh.metadata() or {}

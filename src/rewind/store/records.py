@@ -166,7 +166,7 @@ RUN_SPEC = {"spec": dict, "key": str, "start?": dict, "engine?": str}
 # meta.json: how it was asked for (kind, preset, member) and the labels of its study
 RUN_META = {"kind?": OPTIONAL_STR, "preset?": OPTIONAL_STR, "member?": int}
 _FILE = {"bytes": int, "sha256": str}
-# DONE: the run's record (train/loop.finish_run)
+# DONE: the run's record (train/setup.finish_run)
 RUN_RECORD = {"iterations": int, "final": DictOf((float, type(None))), "engine?": str, "status?": str,
               "format?": str, "files?": DictOf(_FILE), "record_sha256?": str, "start?": int,
               "threads?": (int, type(None)), "device?": str, "diverged_at?": int, "ddp?": dict}

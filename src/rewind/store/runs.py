@@ -29,13 +29,14 @@ import json
 import os
 import re
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
+from ..errors import RewindWarning, notice  # noqa: F401  (re-exported by the store)
 from .io import CheckpointError, atomic_write_text, load_checkpoint, save_checkpoint
 from .records import RUN_META, RUN_RECORD, RUN_SPEC, RecordDamaged, read_record
 
@@ -43,15 +44,6 @@ KEY_RE = re.compile(r"^[0-9a-f]{16}$")
 RECORD_FORMAT = "rewind-run-2"  # DONE with file checksums; older records carry none
 # Files of a run that are not covered by its record: the lock, the record itself, and work in progress.
 _UNRECORDED = ("DONE", ".lock", "resume.safetensors", "metrics.partial.csv", "probes.partial.csv")
-
-
-class RewindWarning(UserWarning):
-    """Something the user should know that did not stop the command: a damaged run trained again,
-    a diverged member, a setting that a shortened schedule makes moot."""
-
-
-def notice(message: str) -> None:
-    warnings.warn(message, RewindWarning, stacklevel=2)
 
 
 class RunDamaged(RecordDamaged):
@@ -87,7 +79,7 @@ SEQUENTIAL = "sequential"
 
 
 def engine_of_record(record: dict) -> str:
-    """The engine name (train/loop.engine_name) of a finished run, from its DONE record."""
+    """The engine name (train/member.engine_name) of a finished run, from its DONE record."""
     engine = str(record.get("engine", SEQUENTIAL))
     ddp = record.get("ddp")
     if isinstance(ddp, dict) and ddp.get("batchnorm") == "local":

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..host import launched, silent_rank  # noqa: F401  (re-exported: train.ddp.launched)
 from ..spec import SpecError
 
 
@@ -166,17 +167,6 @@ def _global_batchnorm(base: type) -> type:
 
     GlobalBatchNorm.__name__ = GlobalBatchNorm.__qualname__ = f"Global{base.__name__}"
     return GlobalBatchNorm
-
-
-def launched() -> bool:
-    """Whether this process is one rank of a torchrun launch with more than one process."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
-
-
-def silent_rank() -> bool:
-    """Whether this process is a rank of a torchrun world other than rank 0 (which alone prints
-    and writes the store)."""
-    return launched() and os.environ.get("RANK", "0") != "0"
 
 
 _GROUP: dict = {}

@@ -29,7 +29,8 @@ from .. import alloc, rng
 from ..data import augment, iterations_per_epoch
 from ..models import create_model
 from ..store import RunDir, Store
-from .loop import Member, TrainOptions, finish_run, progress_enabled, autocast, divergence, prepare, schedule_points
+from .member import Member, TrainOptions, autocast
+from .setup import ResumeClock, check_mask, divergence, finish_run, prepare, progress, schedule_points
 from .optim import lr_at, zero_where_pruned
 
 
@@ -301,9 +302,7 @@ def _train_locked(members: list[Member], runs: list[RunDir], opts: TrainOptions)
             state = create_model(m.spec.model, data.input_shape, pr.classes, seed=m.spec.seeds.init).state_dict()
         stack.set_member(i, state)
         if m.mask is not None:
-            unknown = set(m.mask) - prunable
-            if unknown:
-                raise ValueError(f"mask names tensors that are not prunable: {sorted(unknown)}")
+            check_mask(m.mask, prunable)
             for name, mask in m.mask.items():
                 mask_views[name][i] = mask.to(device=device, dtype=torch.bool)
     if stack.mask is not None:
@@ -339,12 +338,7 @@ def _train_locked(members: list[Member], runs: list[RunDir], opts: TrainOptions)
         return out
 
     started = time.time()
-    last_resume_time, last_resume_it = time.time(), min(positions)
-    bar = None
-    if progress_enabled(opts):
-        from tqdm import tqdm
-
-        bar = tqdm(total=total, initial=min(positions), desc=f"{members[0].kind} x{k}", leave=False, unit="it")
+    clock, bar = ResumeClock(opts, min(positions)), progress(opts, total, min(positions), f"{members[0].kind} x{k}")
     t = min(positions)
     previous: tuple[list[int], torch.Tensor | None] = ([], None)
     while True:
@@ -381,14 +375,12 @@ def _train_locked(members: list[Member], runs: list[RunDir], opts: TrainOptions)
                 if opts.on_iteration is not None:
                     opts.on_iteration(runs[i], t + 1)
         t += 1
-        if bar is not None:
-            bar.update(1)
-        if t < total and (t - last_resume_it >= opts.resume_every or time.time() - last_resume_time >= opts.resume_seconds):
+        bar.update(1)
+        if t < total and clock.due(t):
             for i in here:
                 runs[i].save_resume(t, state_tensors(i), rows[i])
-            last_resume_time, last_resume_it = time.time(), t
-    if bar is not None:
-        bar.close()
+            clock.reset(t)
+    bar.close()
     seconds = round(time.time() - started, 3)
     for i, m in enumerate(members):
         if positions[i] is not None:
