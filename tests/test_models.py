@@ -26,7 +26,13 @@ def test_forward_backward_and_prunable(name):
 
 
 def test_all_registered_models_are_covered():
-    assert set(registered_models()) == set(SHAPES)
+    # the small models here; every registered model (the papers' too, by their name patterns) is
+    # built, pruned and trained a step in test_extending.py
+    from rewind.models import MODELS
+
+    assert {name for name, entry in MODELS.items() if entry.pattern is None and entry.group == "rewind"
+            and not name.startswith("conv") or name == "conv1d"} >= set(SHAPES)
+    assert set(SHAPES) <= set(registered_models())
 
 
 def test_two_layer_is_the_ntk_parametrised_network_with_standard_gaussian_weights():

@@ -42,8 +42,15 @@ __version__ = "0.1.0"
 
 # name -> module that defines it, imported on first use (PEP 562)
 _LAZY = {
-    "make_spec": "api", "replicate_spec": "api", "results": "api",
-    "Member": "train", "TrainOptions": "train", "train_population": "exec",
+    "make_spec": "api", "replicate_spec": "api", "results": "api", "summary": "api",
+    "Member": "train", "TrainOptions": "train", "train_population": "exec", "Study": "lottery",
+    "prune_at": "lottery.pai",
+    # extending rewind (docs/extending.md): one public way to register each kind of thing
+    "register_model": "models", "RewindModel": "models", "register_dataset": "data",
+    "register_criterion": "prune", "ScoreInput": "prune", "register_branch": "lottery",
+    "BranchInput": "lottery", "BranchOutput": "lottery", "register_alteration": "data.alter",
+    "register_claim": "reproduce", "Measurement": "reproduce", "Test": "reproduce.verdict",
+    "register_command": "cli.registry", "load_plugins": "plugins",
 }
 
 
@@ -102,7 +109,9 @@ def process_settings() -> list[dict]:
 
 
 __all__ = [
-    "DataError", "DataSpec", "Member", "ModelSpec", "PRESETS", "PruneSpec", "RewindWarning", "SeedSpec", "Spec",
-    "SpecError", "Step", "Store", "TrainOptions", "TrainSpec", "get_preset", "make_spec", "process_settings",
-    "replicate_spec", "results", "train", "train_population",
+    "BranchInput", "BranchOutput", "DataError", "DataSpec", "Measurement", "Member", "ModelSpec", "PRESETS",
+    "PruneSpec", "RewindModel", "RewindWarning", "ScoreInput", "SeedSpec", "Spec", "SpecError", "Step", "Store",
+    "Study", "Test", "TrainOptions", "TrainSpec", "get_preset", "load_plugins", "make_spec", "process_settings",
+    "prune_at", "register_alteration", "register_branch", "register_claim", "register_command", "register_criterion",
+    "register_dataset", "register_model", "replicate_spec", "results", "summary", "train", "train_population",
 ]

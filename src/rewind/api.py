@@ -20,7 +20,8 @@ def make_spec(preset: str | Spec = "mnist1d_mlp", overrides: dict[str, Any] | No
         name = preset
         spec = get_preset(preset).spec
     if config is not None:
-        spec = apply_overrides(spec, {k: v for k, v in flatten(load_toml(str(config))).items() if k != "preset"})
+        spec = apply_overrides(spec, {k: v for k, v in flatten(load_toml(str(config))).items()
+                                      if k not in ("preset", "plugins")})
     if overrides:
         spec = apply_overrides(spec, overrides)
     return spec, name
@@ -61,3 +62,21 @@ def results(root: str | os.PathLike | None = None):
     from .store.results import results_table
 
     return results_table(Store(root))
+
+
+def summary(root: str | os.PathLike | None = None):
+    """One row per finished run: what it is (kind, preset, study, replicate, level, density, rewind
+    step, branch, criterion, engine, status) and its final test accuracy and loss; the compact view
+    of :func:`results` (which has every metric at every step, tidy)."""
+    table = results(root)
+    runs = table[table["kind"].isin(["train", "lottery", "branch", "copy", "early", "pretrain", "critical", "score-run",
+                                     "diet"]) & (table["split"] == "test")]
+    if runs.empty:
+        return runs.reindex(columns=["run", "kind", "preset", "study", "test_accuracy", "test_loss"])
+    last = runs[runs["step"] == runs.groupby("run")["step"].transform("max")]
+    keys = ["run", "kind", "preset", "study", "replicate", "level", "density", "rewind_step", "branch", "criterion",
+            "engine", "status", "step"]
+    index = [k for k in keys if k in last.columns]
+    wide = last.drop_duplicates(index + ["metric"]).set_index(index + ["metric"])["value"].unstack("metric").reset_index()
+    wide.columns.name = None
+    return wide.rename(columns={"accuracy": "test_accuracy", "loss": "test_loss"}).dropna(axis=1, how="all")

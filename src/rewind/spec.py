@@ -41,10 +41,10 @@ f = _field
 
 @dataclass(frozen=True)
 class DataSpec:
-    name: str = f("mnist1d", "dataset (mnist1d and digits are embedded, gaussian is generated (Gaussian inputs, "
-                             "labels of a fixed teacher); the others are read from --data-root)",
-                  choices=("mnist1d", "digits", "gaussian", "mnist", "fashion_mnist", "cifar10", "cifar100",
-                           "imagenet"))
+    name: str = f("mnist1d", "dataset: mnist1d, digits (embedded), gaussian (generated: Gaussian inputs, labels of "
+                             "a fixed teacher), mnist, fashion_mnist, cifar10, cifar100, imagenet (read from "
+                             "--data-root), npz (arrays in the file data.path), or a plugin's (rewind datasets)",
+                  check="dataset")
     batch_size: int = f(100, "examples per iteration", check="positive")
     augment: str = f("none", "batch augmentation of training data (crop_flip: 4-pixel random crop and flip; "
                              "random_resized_crop: ImageNet's crop of 8-100% of the area, resized, and flip)",
@@ -78,12 +78,15 @@ class DataSpec:
     subset_balance: bool = added(False, "keep equally many examples of each class, ranked within each class "
                                         "(the first size % classes classes keep one more)")
     subset_seed: int = added(0, "random: seed of the draw", check="nonneg")
+    path: str = added("", "npz (or a plugin's dataset): the file the data are read from; its SHA-256 is part of "
+                          "the run's key")
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    name: str = f("mlp", "architecture: mlp, conv1d, digits_cnn, resnet (1-D or 2-D by the data), lenet_300_100 (any lenet_N_M...), conv2/4/6, "
-                         "cifar_resnet_20/32/56/110, cifar_vgg_11/13/16/19, imagenet_resnet_18/50", check="model")
+    name: str = f("mlp", "architecture (rewind models lists them, with examples of the name patterns): mlp, "
+                         "conv1d, digits_cnn, resnet, two_layer, lenet_N_M..., conv2/4/6, cifar_resnet_<6n+2>, "
+                         "cifar_vgg_11/13/16/19, imagenet_resnet_18/34/50, or a plugin's", check="model")
     widths: tuple[int, ...] = f((100, 100), "hidden widths (MLP) or channels (CNN), one per layer", check="positive")
     init: str = f("kaiming_normal", "initialisation of conv and linear weights",
                   choices=("kaiming_normal", "kaiming_uniform", "xavier_normal"))
@@ -127,6 +130,15 @@ class PruneSpec:
                                check="rate")
     output_fraction: float = added(0.0, "per-type rate for the output layer, pruned layerwise (0: use fraction)",
                                    check="rate")
+    criterion: str = added("magnitude", "what ranks the weights (rewind criteria lists them): magnitude (IMP), "
+                                        "magnitude_init, random, snip, grasp, synflow, or a plugin's",
+                           check="criterion")
+    score_at: str = added("end", "which weights are scored: end (the previous level's final weights: IMP) or "
+                                 "rewind (the weights the level starts from: pruning at initialisation with k = 0)",
+                          choices=("end", "rewind"))
+    rounds: int = added(100, "iterative criteria (synflow): pruning rounds per level, the density falling "
+                             "exponentially", check="positive")
+    batches: int = added(1, "criteria with gradients (snip, grasp): training batches scored", check="positive")
 
 
 @dataclass(frozen=True)
@@ -157,7 +169,7 @@ class PretrainSpec:
 
     kind: str = added("", "pretraining on altered data for the first pretrain.steps iterations ('' = none): "
                           "random-labels, rotation (images: 4-way 0/90/180/270 degrees), transform (1-D: 4-way "
-                          "identity/reverse/negate/both), blur, subset, sparse", choices=PRETRAIN_KINDS)
+                          "identity/reverse/negate/both), blur, subset, sparse, or a plugin's", check="alteration")
     steps: Step = added(Step(0, 0), "length of pretraining; it replaces the first iterations of training "
                                     "(epochs are the real training set's)")
     seed: int = added(0, "seed of the alteration (random labels, transforms, subset, random mask, the new head)",
@@ -206,7 +218,11 @@ class Spec:
         return out
 
     def canonical_json(self) -> str:
-        return json.dumps(self.to_dict(canonical=True), sort_keys=True, separators=(",", ":"))
+        doc = self.to_dict(canonical=True)
+        code = identity(self)
+        if code:   # a plugin's code or a data file: part of what the spec names (rewind's own: nothing)
+            doc["identity"] = code
+        return json.dumps(doc, sort_keys=True, separators=(",", ":"))
 
     @property
     def hash(self) -> str:
@@ -335,7 +351,7 @@ def _check_pretrain(spec: "Spec") -> None:
         return
     if not (p.steps.ep or p.steps.it):
         raise SpecError(f"pretrain.steps: pretraining of kind {p.kind} needs a length, e.g. 200it or 1ep")
-    used = PRETRAIN_PARAMS[p.kind]
+    used = PRETRAIN_PARAMS.get(p.kind, ())   # a plugin's alteration reads none of them
     for name in ("factor", "upsample", "size", "order", "score", "balance", "mask", "study", "level"):
         if name not in used and getattr(p, name) != getattr(defaults, name):
             raise SpecError(f"pretrain.{name}: not used by pretraining of kind {p.kind} "
@@ -446,20 +462,54 @@ def _validate(path: str, fl: dataclasses.Field, v: Any) -> None:
             raise SpecError(f"{path}: must be zero or positive, got {v!r}")
         if check == "fraction" and not 0.0 < x < 1.0:
             raise SpecError(f"{path}: must lie strictly between 0 and 1, got {v!r}")
-        if check == "model" and _MODEL_CATALOGUE and not _MODEL_CATALOGUE[0](x):
-            raise SpecError(f"{path}: unknown model {x!r}; known: {', '.join(_MODEL_CATALOGUE[1]())}")
+        if check in _CATALOGUES and _CATALOGUES[check] and not _CATALOGUES[check][0](x):
+            known = _CATALOGUES[check][1]()
+            listed = {"model": " (rewind models lists them, plugins included)", "dataset": " (rewind datasets)",
+                      "criterion": " (rewind criteria)", "alteration": ""}[check]
+            raise SpecError(f"{path}: unknown {check} {x!r}; known: {', '.join(known)}{listed}")
         if check == "rate" and not 0.0 <= x < 1.0:
             raise SpecError(f"{path}: must lie in [0, 1) (0 means: use prune.fraction), got {v!r}")
 
 
-# The models package registers what model.name may be (models/registry.py) when it is imported, which
-# `import rewind` always does: the spec, a value layer, does not import the layers above it.
-_MODEL_CATALOGUE: list = []
+# The layers above register what model.name, data.name and prune.criterion may be (models/registry.py,
+# data/registry.py, prune/criteria.py) when they are imported: the spec, a value layer, does not import
+# them. Until they are, those names are checked when the run is built.
+_CATALOGUES: dict[str, list] = {"model": [], "dataset": [], "criterion": [], "alteration": []}
 
 
 def register_model_catalogue(known, names) -> None:
     """``known(name) -> bool`` and ``names() -> list[str]``: the models that model.name may name."""
-    _MODEL_CATALOGUE[:] = [known, names]
+    _CATALOGUES["model"][:] = [known, names]
+
+
+def register_dataset_catalogue(known, names) -> None:
+    _CATALOGUES["dataset"][:] = [known, names]
+
+
+def register_criterion_catalogue(known, names) -> None:
+    _CATALOGUES["criterion"][:] = [known, names]
+
+
+def register_alteration_catalogue(known, names) -> None:
+    _CATALOGUES["alteration"][:] = [known, names]
+
+
+# What a spec's components depend on beyond their names: the code of a plugin's model, dataset or
+# criterion, the contents of a data.path file. The registries register a function
+# ``identity(spec) -> {"model.name": digest, ...}``; it joins the canonical form (so every key made
+# from it: runs, studies, score sets) and is empty for rewind's own components (old keys unchanged).
+_IDENTITIES: list = []
+
+
+def register_identity(fn) -> None:
+    _IDENTITIES.append(fn)
+
+
+def identity(spec: "Spec") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for fn in _IDENTITIES:
+        out.update(fn(spec))
+    return dict(sorted(out.items()))
 
 
 # Upper bounds on counts given on the command line or to the API: far above any real study, low

@@ -22,12 +22,47 @@ FAMILIES = ("store_cmds", "train_cmd", "lottery_cmds", "instability_cmds", "earl
 
 
 def load_commands() -> dict[str, Command]:
-    """rewind's own commands (each module registers its family once) and the plugins' (rewind.plugins)."""
+    """rewind's own commands (each module registers its family once); plugins add theirs when loaded."""
     import importlib
 
     for family in FAMILIES:
         importlib.import_module(f"{__name__}.{family}")
     return COMMANDS
+
+
+def requested_plugins(argv: list[str]) -> list[str]:
+    """The plugins a command line asks for: every --plugin X (or --plugin=X), then the ``plugins``
+    list of its --config file. Read before the parser is built: plugins may add commands."""
+    out, config = [], None
+    for i, a in enumerate(argv):
+        if a == "--plugin" and i + 1 < len(argv):
+            out.append(argv[i + 1])
+        elif a.startswith("--plugin="):
+            out.append(a.split("=", 1)[1])
+        elif a == "--config" and i + 1 < len(argv):
+            config = argv[i + 1]
+        elif a.startswith("--config="):
+            config = a.split("=", 1)[1]
+    if config:
+        from ..spec import load_toml
+
+        try:
+            listed = load_toml(config).get("plugins", [])
+        except SpecError:
+            listed = []   # the command reports the config file itself
+        if isinstance(listed, str):
+            listed = [listed]
+        if not isinstance(listed, list) or not all(isinstance(x, str) for x in listed):
+            raise SpecError(f"--config {config}: plugins must be a list of module names or file paths")
+        out.extend(listed)
+    return out
+
+
+def _plugin_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--plugin", action="append", default=[], metavar="MODULE|PATH",
+                   help="load a plugin (a module or .py file of yours that registers models, datasets, criteria, "
+                        "branches, claims or commands; repeatable; also $REWIND_PLUGINS and installed "
+                        "rewind.plugins entry points)")
 
 
 def one_line(message) -> str:
@@ -64,6 +99,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
                            epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
         if full and cmd.arguments is not None:
             cmd.arguments(p)
+        if full:
+            _plugin_arg(p)
     return parser
 
 
@@ -108,6 +145,13 @@ def main(argv: list[str] | None = None) -> int:
     from . import args as common
 
     argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        from ..plugins import load_plugins
+
+        load_plugins(requested_plugins(argv))
+    except SpecError as e:
+        print(f"rewind: error: {one_line(e)}", file=sys.stderr)
+        return 2
     parser = build_parser(only=_command_in(argv))
     args, extra = parser.parse_known_args(argv)
     cmd = COMMANDS[args.command]

@@ -191,3 +191,69 @@ def plot(args) -> int:
     for p in paths:
         print(f"wrote {p}")
     return 0
+
+
+def _prune_at_args(p) -> None:
+    p.add_argument("--criteria", default="magnitude_init,random,snip,grasp,synflow",
+                   help="pruning criteria (rewind criteria lists them)")
+    p.add_argument("--densities", default="0.262144,0.107374,0.043980",
+                   help="target densities, in (0, 1) (default: 0.64^3, 0.64^5, 0.64^7: IMP's at 36%% per level)")
+    p.add_argument("--at", default="0it", help="the step whose weights are scored and trained from (default 0it)")
+    common.replicates(p, default=3)
+    p.add_argument("--no-shuffle", action="store_true",
+                   help="leave out each mask shuffled within its layers (the random-prune branch, layerwise)")
+    p.add_argument("--reinit", action="store_true", help="also each mask with its weights drawn afresh")
+    common.outputs(p)
+    common.trains(p)
+
+
+@register_command("prune-at", help="prune at a step with a criterion (SNIP, GraSP, SynFlow, ...), train the "
+                                   "subnetwork, and the ablations that test what the mask knows",
+                  arguments=_prune_at_args, fields=True,
+                  example="rewind prune-at --preset mnist1d_resnet --criteria snip,synflow --densities 0.262,0.107 "
+                          "--replicates 3 --csv pai.csv")
+def prune_at(args) -> int:
+    from ..lottery.pai import pai_summary, prune_at as train_cells
+    from ..store import Store
+
+    spec, name = common.spec_of(args)
+    table = train_cells(spec, common.names(args.criteria), common.numbers(args.densities, "--densities"),
+                        common.step(args.at, "--at"), common.count(args), name, Store(args.root),
+                        common.options(args), shuffle=not args.no_shuffle, reinit=args.reinit,
+                        data_root=args.data_root)
+    print(f"pruning at {args.at} ({name or '-'}): final test accuracy of the subnetworks")
+    print(f"{'criterion':<16} {'density%':>9} {'variant':<9} {'test acc (mean ± std)':>22} {'n':>3}")
+    for r in pai_summary(table).itertuples():
+        print(f"{r.criterion:<16} {100 * r.density:>9.2f} {r.variant:<9} "
+              f"{common.mean_std(r.mean, r.std, int(r.count), width=12)}   {r.count:>3}")
+    common.write_outputs(args, table, "plot_pai")
+    return 0
+
+
+def _masks_args(p) -> None:
+    p.add_argument("--study", required=True, help="lottery studies (keys or unique prefixes), comma-separated: "
+                                                  "compared with each other at equal densities")
+    common.outputs(p)
+    common.store(p)
+
+
+@register_command("masks", help="per-layer densities of the masks of lottery studies and their overlap (Jaccard) "
+                                "across rewind steps, replicates, levels and criteria, against chance",
+                  arguments=_masks_args, example="rewind masks --study 5f3a,9c01 --csv masks.csv --plot masks")
+def masks(args) -> int:
+    from ..analysis.masks import mask_analysis, overlap_summary
+    from ..lottery import Study
+    from ..store import Store
+
+    store = Store(args.root)
+    studies = [Study.load(k, store) for k in common.names(args.study)]
+    if not studies:
+        raise SpecError("--study: give at least one study key")
+    key, rows = mask_analysis(studies, store.root)
+    print(f"masks {key}: {rows['run'].nunique()} masks of {len(studies)} stud{'y' if len(studies) == 1 else 'ies'}")
+    print(f"{'differs':<22} {'criteria':<28} {'level':>5} {'Jaccard':>8} {'chance':>7} {'pairs':>5}")
+    for r in overlap_summary(rows).itertuples():
+        crit = r.criterion if r.criterion == r.other_criterion else f"{r.criterion} vs {r.other_criterion}"
+        print(f"{r.differs:<22} {crit:<28} {int(r.level):>5} {r.jaccard:>8.3f} {r.chance:>7.3f} {int(r.pairs):>5}")
+    common.write_outputs(args, rows, "plot_masks")
+    return 0

@@ -28,7 +28,7 @@ COMMANDS: dict[str, Command] = {}
 
 
 def register_command(name: str, *, help: str, example: str = "", arguments=None, description: str = "",
-                     fields: bool = False, passthrough: bool = False, group: str = "rewind"):
+                     fields: bool = False, passthrough: bool = False, group: str | None = None):
     """Decorator: ``@register_command("hello", help="...", arguments=add_args)`` over ``run(args) -> int``.
     A name that is taken is refused (a plugin cannot replace a command silently)."""
     if not name or not all(c.isalnum() or c == "-" for c in name) or name.startswith("-"):
@@ -38,6 +38,9 @@ def register_command(name: str, *, help: str, example: str = "", arguments=None,
         if name in COMMANDS:
             raise SpecError(f"register_command: a command named {name!r} is already registered "
                             f"(by {COMMANDS[name].group})")
-        COMMANDS[name] = Command(name, help, run, arguments, example, description, fields, passthrough, group)
+        from ..plugins import origin_of
+
+        COMMANDS[name] = Command(name, help, run, arguments, example, description, fields, passthrough,
+                                 group or origin_of(run).group)
         return run
     return deco

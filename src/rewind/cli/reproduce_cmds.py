@@ -30,7 +30,8 @@ def reproduce(args) -> int:
         for c in claim_ids():
             print(f"{c:<4} {CLAIMS[c].title}\n     {CLAIMS[c].paper}")
         return 0
-    overrides = {k: v for k, v in flatten(load_toml(args.config)).items() if k != "preset"} if args.config else {}
+    overrides = {k: v for k, v in flatten(load_toml(args.config)).items()
+                 if k not in ("preset", "plugins")} if args.config else {}
     overrides.update(parse_assignments(args.sets))
     opts = common.options(args)
     root = Store(args.root).root

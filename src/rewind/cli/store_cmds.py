@@ -125,3 +125,51 @@ def data(args) -> int:
     for path in download(args.name, data_root(args.data_root)):
         print(f"ok {path}")
     return 0
+
+
+@register_command("models", help="the registered models (exact names and name patterns), with parameter counts",
+                  arguments=lambda p: p.add_argument("--input-shape", default="40", metavar="SHAPE",
+                                                     help="input shape the parameters are counted at, e.g. 40 or "
+                                                          "3,32,32 (default 40: MNIST-1D)"),
+                  example="rewind models --input-shape 3,32,32")
+def models(args) -> int:
+    from ..models import MODELS, create_model
+    from ..spec import ModelSpec, SpecError
+
+    try:
+        shape = tuple(int(v) for v in args.input_shape.split(","))
+    except ValueError:
+        raise SpecError(f"--input-shape: cannot read {args.input_shape!r}; write 40 or 3,32,32") from None
+    print(f"{'model':<24} {'parameters':>11}  {'from':<10} what")
+    for entry in MODELS.values():
+        for name in entry.examples or (entry.name,):
+            try:
+                import torch
+
+                with torch.device("meta"):
+                    n = sum(p.numel() for p in create_model(ModelSpec(name=name), shape, 10,
+                                                            initialise_weights=False).parameters())
+                count = f"{n:,}"
+            except (ValueError, SpecError, TypeError, RuntimeError):
+                count = "-"   # a name pattern, or a model this input shape does not fit
+            print(f"{name:<24} {count:>11}  {entry.group:<10} {entry.doc}")
+    return 0
+
+
+@register_command("criteria", help="the registered pruning criteria (prune.criterion)", example="rewind criteria")
+def criteria(args) -> int:
+    from ..prune import CRITERIA
+
+    for c in CRITERIA.values():
+        flags = ", ".join(f for f, on in (("data", c.data), ("iterative", c.iterative)) if on)
+        print(f"{c.name:<16} {c.group:<10} {(flags or '-'):<16} {c.doc.splitlines()[0] if c.doc else ''}")
+    return 0
+
+
+@register_command("datasets", help="the registered datasets (data.name)", example="rewind datasets")
+def datasets(args) -> int:
+    from ..data import DATASETS
+
+    for d in DATASETS.values():
+        print(f"{d.name:<14} {d.group:<10} {'reads data.path' if d.path else '':<16} {d.doc}")
+    return 0

@@ -27,17 +27,36 @@ from typing import Callable
 import torch
 from torch.nn import functional as F
 
-from ..spec import SpecError
+from ..spec import SpecError, register_alteration_catalogue, register_identity
 
 Alteration = Callable[..., tuple[torch.Tensor, torch.Tensor, int]]
 ALTERATIONS: dict[str, Alteration] = {}
+_ORIGINS: dict[str, object] = {}
 
 
 def register_alteration(name: str):
+    """Decorator over ``fn(x, y, classes, params, generator) -> (x', y', classes')``: a pretraining
+    alteration that ``pretrain.kind`` may name (a plugin's has no pretrain.* parameters of its own;
+    it reads pretrain.seed through the generator). A name that is taken is refused."""
+    from ..plugins import origin_of
+
     def deco(fn: Alteration) -> Alteration:
+        if name in ALTERATIONS:
+            raise SpecError(f"register_alteration: an alteration named {name!r} is already registered "
+                            f"(by {_ORIGINS[name].group})")
         ALTERATIONS[name] = fn
+        _ORIGINS[name] = origin_of(fn)
         return fn
     return deco
+
+
+def _identity(spec) -> dict[str, str]:
+    where = _ORIGINS.get(spec.pretrain.kind)
+    return {"pretrain.kind": where.digest} if where is not None and where.digest else {}
+
+
+register_alteration_catalogue(lambda name: name == "" or name in ALTERATIONS, lambda: sorted(ALTERATIONS))
+register_identity(_identity)
 
 
 @register_alteration("random-labels")

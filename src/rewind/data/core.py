@@ -24,7 +24,8 @@ _DATA_CACHE: dict[tuple, InMemoryData] = {}
 def load_data(spec: DataSpec, root: str | os.PathLike | None = None) -> InMemoryData:
     """Load (once per process) the dataset a spec names: tensors in memory, or for ImageNet
     (``streaming``) the file lists that batches are read from (data/imagenet.py)."""
-    from . import embedded, files, imagenet, synthetic
+    from . import synthetic
+    from .registry import check_path, file_digest, get_dataset, to_data
 
     if spec.classes:
         key = ("classes", spec.classes, str(data_root(root)), spec)
@@ -33,7 +34,7 @@ def load_data(spec: DataSpec, root: str | os.PathLike | None = None) -> InMemory
                                                       spec.classes)
         return _DATA_CACHE[key]
     key = (spec.name, spec.split_seed, spec.image_size, *(getattr(spec, f) for f in MNIST1D_GENERATOR_FIELDS),
-           str(data_root(root)))
+           spec.path, file_digest(spec.path) if spec.path else "", str(data_root(root)))
     if spec.subset:
         full = load_data(dataclasses.replace(spec, subset="", **{f: DataSpec.__dataclass_fields__[f].default
                                                                  for f in SUBSET_FIELDS}), root)
@@ -44,13 +45,8 @@ def load_data(spec: DataSpec, root: str | os.PathLike | None = None) -> InMemory
             _DATA_CACHE[key] = select(full, spec, data_root(root))
         return _DATA_CACHE[key]
     if key not in _DATA_CACHE:
-        loaders = {
-            "mnist1d": embedded.mnist1d, "digits": embedded.digits, "gaussian": synthetic.gaussian,
-            "mnist": lambda s, r: files.load_idx("mnist", r),
-            "fashion_mnist": lambda s, r: files.load_idx("fashion_mnist", r),
-            "cifar10": lambda s, r: files.load_cifar("cifar10", r),
-            "cifar100": lambda s, r: files.load_cifar("cifar100", r),
-            "imagenet": lambda s, r: imagenet.load_imagenet(r, s.image_size, s.split_seed),
-        }
-        _DATA_CACHE[key] = loaders[spec.name](spec, data_root(root))
+        check_path(spec)
+        entry = get_dataset(spec.name)
+        loaded = entry.load(spec, data_root(root))
+        _DATA_CACHE[key] = loaded if entry.group == "rewind" and spec.name != "npz" else to_data(spec.name, loaded)
     return _DATA_CACHE[key]

@@ -12,10 +12,13 @@ import dataclasses
 import multiprocessing
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, plugins: list[str]) -> None:
     import torch
 
+    from ..plugins import load_plugins
+
     torch.set_num_threads(threads)
+    load_plugins(plugins)   # the caller's plugins: what the members' specs name is registered here too
 
 
 def _train_part(members, root: str, opts) -> list[str]:
@@ -28,10 +31,45 @@ def _train_part(members, root: str, opts) -> list[str]:
 def run_parallel(parts: list, store, opts) -> list:
     """Train each part (a list of members) with the vectorised engine in its own worker process;
     returns the parts' run directories in order. Callbacks do not cross processes."""
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    from ..plugins import requested
+    from ..spec import SpecError
+
+    refuse_main_registrations([m for part in parts for m in part], "--executor processes (and --workers)")
     worker_opts = dataclasses.replace(opts, on_iteration=None, on_event=None, workers=1, threads=opts.threads or 1, executor="local")
     ctx = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
-    # one part per process (maxtasksperchild): else a worker that finishes early takes the next part
-    # while another worker is still starting, and two parts share a process
-    with ctx.Pool(len(parts), initializer=_init_worker, initargs=(worker_opts.threads,), maxtasksperchild=1) as pool:
-        keys = pool.starmap(_train_part, [(part, str(store.root), worker_opts) for part in parts])
+    # one part per process (max_tasks_per_child): else a worker that finishes early takes the next part
+    # while another worker is still starting, and two parts share a process. A worker that dies
+    # (it cannot import what it needs) breaks the pool at once: never respawned in a loop.
+    try:
+        with ProcessPoolExecutor(len(parts), mp_context=ctx, initializer=_init_worker,
+                                 initargs=(worker_opts.threads, requested()), max_tasks_per_child=1) as pool:
+            keys = list(pool.map(_train_part, parts, [str(store.root)] * len(parts), [worker_opts] * len(parts)))
+    except BrokenProcessPool:
+        raise SpecError("--executor processes: a worker process died before training (it could not start: run "
+                        "the script as a file with an `if __name__ == \"__main__\":` guard, and register your own "
+                        "code in a module or file given by --plugin or REWIND_PLUGINS)") from None
     return [[store.run(k) for k in ks] for ks in keys]
+
+
+def refuse_main_registrations(members, where: str) -> None:
+    """A population naming a model, dataset or criterion registered in __main__ (a notebook, python -c,
+    a script on standard input) cannot be trained by other processes: they cannot import __main__.
+    Refused in one line, before any worker starts."""
+    from ..data.registry import DATASETS
+    from ..models import find_model
+    from ..prune import CRITERIA
+    from ..spec import SpecError
+
+    for m in members[:1]:
+        spec = m.spec
+        entries = (("model.name", spec.model.name, find_model(spec.model.name)),
+                   ("data.name", spec.data.name, DATASETS.get(spec.data.name)),
+                   ("prune.criterion", spec.prune.criterion, CRITERIA.get(spec.prune.criterion)))
+        for field, value, entry in entries:
+            if entry is not None and entry.group == "__main__":
+                raise SpecError(f"{field}: {value!r} is registered in __main__ (a notebook, python -c or standard "
+                                f"input), which {where} cannot import; put it in a module or file and load it with "
+                                "--plugin or REWIND_PLUGINS, or train with the local executor")

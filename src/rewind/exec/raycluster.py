@@ -24,6 +24,7 @@ from pathlib import Path
 from ..spec import SpecError
 from ..store import Store, notice
 from ..train.member import TrainOptions
+from .local import refuse_main_registrations
 from .population import Engines, by_group, split_stacks, with_engine
 
 TASK_RETRIES = 3          # retries of a task whose worker process or node died
@@ -219,13 +220,16 @@ def _check_store(ray, root: Path) -> None:
     _checked_stores.add(key)
 
 
-def train_task(members, root: str, opts: TrainOptions) -> list[str]:
-    """One Ray task: train a part of a population on this worker; returns the runs' keys."""
+def train_task(members, root: str, opts: TrainOptions, plugins: list[str] = ()) -> list[str]:
+    """One Ray task: train a part of a population on this worker (with the driver's plugins
+    loaded: their files or modules must be visible on every node); returns the runs' keys."""
     import warnings
 
+    from ..plugins import load_plugins
     from ..store import RewindWarning
     from .population import train_here
 
+    load_plugins(plugins)
     warnings.simplefilter("ignore", RewindWarning)  # the driver said them already, once
     return [run.key for run in train_here(members, Store(root), opts)]
 
@@ -254,10 +258,14 @@ def run_plan_on_ray(plan, store: Store, opts: TrainOptions) -> None:
     if opts.gpus_per_task > 0:
         slots = min(slots, int(resources.get("GPU", 0) // opts.gpus_per_task))
     engines, base, root = Engines(opts), task_options(opts), str(store.root.resolve())
+    from ..plugins import requested
+
+    plugins = requested()
     inflight: dict = {}
     while True:
         work = plan.ready()
         for group, items in by_group(work).items():
+            refuse_main_registrations([w.member for w in items], "a Ray worker")
             chosen = engines.options(group, [w.member for w in items])
             for w, m in zip(items, with_engine([w.member for w in items], chosen)):
                 w.member = m   # the engine is part of the key
@@ -274,7 +282,7 @@ def run_plan_on_ray(plan, store: Store, opts: TrainOptions) -> None:
                 parts = [[w] for w in todo]
             task = dataclasses.replace(base, engine=chosen.engine)
             for part in filter(None, parts):
-                inflight[remote.remote([w.member for w in part], root, task)] = part
+                inflight[remote.remote([w.member for w in part], root, task, plugins)] = part
                 SUBMITTED.update(w.member.key for w in part)
         if not inflight:
             if work:

@@ -41,13 +41,20 @@ class BranchKind:
     fn: Callable[..., BranchOutput]
     doc: str
     params: dict[str, tuple[type, Any]] = field(default_factory=dict)  # name -> (type, default)
+    group: str = "rewind"   # who registered it (a branch's runs are named by their weights and masks)
 
 
 BRANCHES: dict[str, BranchKind] = {}
 
 
 def register_branch(name: str):
+    """Decorator over ``fn(inp: BranchInput, **params) -> BranchOutput``; typed keyword parameters
+    become the branch's --NAME VALUE flags. A name that is taken is refused."""
+    from ..plugins import origin_of
+
     def deco(fn):
+        if name in BRANCHES:
+            raise SpecError(f"register_branch: a branch named {name!r} is already registered (by {BRANCHES[name].group})")
         sig = inspect.signature(fn)
         hints = {k: v for k, v in fn.__annotations__.items()}
         params = {}
@@ -55,7 +62,7 @@ def register_branch(name: str):
             tp = hints.get(p.name, str)
             tp = {"float": float, "int": int, "bool": bool, "str": str, "dict": dict}.get(tp, tp) if isinstance(tp, str) else tp
             params[p.name] = (tp, p.default)
-        BRANCHES[name] = BranchKind(name, fn, inspect.getdoc(fn) or "", params)
+        BRANCHES[name] = BranchKind(name, fn, inspect.getdoc(fn) or "", params, origin_of(fn).group)
         return fn
     return deco
 

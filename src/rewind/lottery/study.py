@@ -25,7 +25,8 @@ import torch
 
 from .. import rng
 from ..models import create_model
-from ..prune.masks import Mask, density, full_mask, magnitude_prune, random_mask
+from ..prune.criteria import ScoreInput, get_criterion, prune as prune_with
+from ..prune.masks import Mask, density, full_mask, random_mask
 from ..spec import MAX_LEVELS, MAX_REPLICATES, PruneSpec, Spec, SpecError, check_range, replicate_spec
 from ..step import Step
 from ..store import RunDamaged, RunDir, Store, atomic_write_text, notice
@@ -211,14 +212,44 @@ class Study:
     def _model(self, seed: int = 0):
         return create_model(self.spec.model, self._input_shape, self._classes, seed=seed)
 
-    def _pruned(self, prev: RunDir, level: int) -> Mask:
-        """Level ``level``'s mask, pruned from the final weights and mask of ``prev`` (level - 1's run);
-        remembered for the life of this object (a finished run's weights do not change)."""
+    def _pruned(self, prev: RunDir, level: int, replicate: int, rewind: Step, dense: RunDir) -> Mask:
+        """Level ``level``'s mask, from the mask of ``prev`` (level - 1's run of the chain (replicate,
+        rewind)) and the scores of ``prune.criterion`` on the weights ``prune.score_at`` names: the
+        final weights of ``prev`` (IMP), or W_k under prev's mask (``dense`` holds W_k and W_0).
+        Remembered for the life of this object (a finished run's weights do not change)."""
         memo = self.__dict__.setdefault("_masks", {})
         if (prev.key, level) not in memo:
-            memo[(prev.key, level)] = magnitude_prune(prev.weights(self.total), self._mask_of(prev), self.spec.prune,
-                                                      level, self.kind_of)
+            p = self.spec.prune
+            criterion = get_criterion(p.criterion)
+            mask = self._mask_of(prev)
+            k_it = rewind.iterations(self.ipe)
+            weights = prev.weights(self.total) if p.score_at == "end" else \
+                {n: (w * mask[n] if n in mask else w) for n, w in dense.weights(k_it).items()}
+            spec = self.level_spec(replicate)
+            model = None
+            if criterion.data or criterion.iterative:
+                model = self._model()
+                model.load_state_dict({n: (w * mask[n] if n in mask else w) for n, w in weights.items()})
+            g = rng.generator(rng.PRUNE, spec.seeds.prune, level, k_it, zlib.crc32(b"criterion"))
+            inp = ScoreInput(weights, mask, model, g, self.initial_weights(replicate, dense)
+                             if p.criterion == "magnitude_init" else None,
+                             self._criterion_batches(spec) if criterion.data else None, tuple(self._input_shape))
+            memo[(prev.key, level)] = prune_with(criterion, inp, p, self.kind_of, level=level)
         return dict(memo[(prev.key, level)])
+
+    def _criterion_batches(self, spec: Spec):
+        """The training batches a criterion with gradients scores (prune.batches of them, drawn with
+        the replicate's pruning seed)."""
+        from ..data import batch_indices, load_data
+
+        data = load_data(spec.data, self.data_root)
+        x, y = data.inputs("train"), data.y_train
+
+        def batches():
+            for t in range(spec.prune.batches):
+                idx = batch_indices(t, len(y), spec.data.batch_size, spec.seeds.prune)
+                yield x[idx], y[idx]
+        return batches
 
     def _mask_of(self, run: RunDir) -> Mask:
         tensors = run.load(self.total)
@@ -266,7 +297,7 @@ class Study:
             return full_mask(self.template())
         runs = self.chain(replicate, rewind, level - 1)
         prev = runs[(replicate, str(rewind), level - 1)]
-        return self._pruned(prev, level)
+        return self._pruned(prev, level, replicate, rewind, runs[(replicate, str(rewind), 0)])
 
     # ---- branches ------------------------------------------------------
     @_retrain_damaged
@@ -302,7 +333,7 @@ class Study:
                     mask = None
                     if level > 0:
                         prev = chains[(r, str(k), level - 1)]
-                        mask = self._pruned(prev, level)
+                        mask = self._pruned(prev, level, r, k, dense)
                     if bk:
                         g = rng.generator(rng.PRUNE, spec.seeds.prune, level, k_it, zlib.crc32(branch.encode()))
                         inp = BranchInput(weights=weights, mask=mask, generator=g, init_weights=self.initial_weights(r, dense),
@@ -337,6 +368,25 @@ class Study:
         return result
 
     # ---- results ---------------------------------------------------------
+    def _repr_html_(self) -> str:
+        """A notebook shows the study: its key and recipe, and the accuracy table."""
+        import html
+
+        from ..report.lottery import lottery_summary
+
+        rec = self.record()
+        head = (f"<p><b>study {self.key}</b> ({html.escape(self.preset or '-')}; rewind "
+                f"{', '.join(map(str, self.rewind_steps))}; {rec['levels']} levels, {rec['replicates']} replicate(s); "
+                f"{html.escape(self.spec.model.name)} on {html.escape(self.spec.data.name)}, criterion "
+                f"{html.escape(self.spec.prune.criterion)})</p>")
+        if not rec["runs"]:
+            return head + "<p>nothing trained yet: study.run(levels, replicates)</p>"
+        s = lottery_summary(self.table())
+        s = s.assign(density=(100 * s["density"]).round(2), mean=(100 * s["mean"]).round(2),
+                     std=(100 * s["std"]).round(2)).rename(columns={"density": "density %", "mean": "test acc %",
+                                                                    "std": "std"})
+        return head + s.to_html(index=False)
+
     def table(self):
         """Final metrics of every lottery and branch run of the study: one row per run and metric (tidy)."""
         from ..store.results import results_table
@@ -393,7 +443,7 @@ class _Levels:
         for (r, k), level in sorted(self.next.items(), key=lambda item: (item[0][0], item[0][1].ep, item[0][1].it)):
             if level is None or level > self.levels:
                 continue
-            mask = s._pruned(self.out[(r, str(k), level - 1)], level)
+            mask = s._pruned(self.out[(r, str(k), level - 1)], level, r, k, self.out[(r, str(k), 0)])
             member = Member(s.level_spec(r), kind="lottery", preset=s.preset, index=len(work),
                             init=self.rewound[(r, str(k))], mask=mask, start=k.iterations(s.ipe),
                             origin=s._labels(r, level, k, "none", mask))

@@ -1,13 +1,14 @@
-"""The base of every model: RewindModel (which tensors may be pruned) and the table that
-register_model fills. A leaf of the models package: small.py and paper.py build on it, and
-registry.py (create_model) imports them all."""
+"""The base of every model: RewindModel (which tensors may be pruned) and the one registry of
+models (exact names and name patterns) that register_model fills. A leaf of the models package:
+small.py and paper.py register theirs, and registry.py (create_model) imports them all."""
 from __future__ import annotations
 
+import inspect
+import re
+from dataclasses import dataclass
 from typing import Callable
 
 from torch import nn
-
-_REGISTRY: dict[str, Callable[..., "RewindModel"]] = {}
 
 
 class RewindModel(nn.Module):
@@ -58,8 +59,52 @@ class RewindModel(nn.Module):
         return "conv" if isinstance(mod, (nn.Conv1d, nn.Conv2d)) else "fc"
 
 
-def register_model(name: str):
+@dataclass(frozen=True)
+class ModelEntry:
+    """A registered model: an exact name, or a name pattern (a regular expression that the whole
+    name must match, with examples to list), and the builder ``fn(spec, input_shape, num_classes)``."""
+
+    name: str
+    builder: Callable[..., "RewindModel"]
+    pattern: re.Pattern | None = None
+    examples: tuple[str, ...] = ()
+    accepts: Callable[[str], bool] | None = None   # a further check of a name the pattern matches
+    doc: str = ""
+    group: str = "rewind"
+    digest: str = ""
+
+    def matches(self, name: str) -> bool:
+        if self.pattern is None:
+            return name == self.name
+        return bool(self.pattern.fullmatch(name)) and (self.accepts is None or self.accepts(name))
+
+
+MODELS: dict[str, ModelEntry] = {}
+
+
+def register_model(name: str, *, pattern: bool = False, examples: tuple[str, ...] = (), accepts=None):
+    """Decorator: ``@register_model("my_net")`` over ``builder(spec, input_shape, num_classes)``,
+    which returns a :class:`RewindModel`; ``pattern=True`` makes ``name`` a regular expression
+    (``r"lenet(_\d+)+"``) with ``examples`` to list. A name (or pattern) that is taken is refused."""
+    from ..plugins import origin_of
+    from ..spec import SpecError
+
     def deco(fn):
-        _REGISTRY[name] = fn
+        if name in MODELS:
+            raise SpecError(f"register_model: a model named {name!r} is already registered (by {MODELS[name].group})")
+        where = origin_of(fn)
+        MODELS[name] = ModelEntry(name, fn, re.compile(name) if pattern else None, tuple(examples) or
+                                  (() if pattern else (name,)), accepts, (inspect.getdoc(fn) or "").split("\n")[0],
+                                  where.group, where.digest)
         return fn
     return deco
+
+
+def find_model(name: str) -> ModelEntry | None:
+    """The entry whose name or pattern matches ``name`` (exact names first)."""
+    if name in MODELS and MODELS[name].pattern is None:
+        return MODELS[name]
+    for entry in MODELS.values():
+        if entry.pattern is not None and entry.matches(name):
+            return entry
+    return None

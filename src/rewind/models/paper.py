@@ -8,15 +8,13 @@ shape (as open_lth does); parameter counts are pinned in tests.
 from __future__ import annotations
 
 import math
-import re
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..spec import ModelSpec
 from . import stacked, stacked_conv
-from .base import RewindModel
+from .base import RewindModel, register_model
 
 
 def _w(channels: int, width: float) -> int:
@@ -244,10 +242,6 @@ class ImageNetResNet(RewindModel):
         return self.out(F.adaptive_avg_pool2d(self.blocks(x), 1).flatten(1))
 
 
-_LENET = re.compile(r"^lenet(_\d+)+$")
-_CIFAR_RESNET = re.compile(r"^cifar_resnet_(\d+)$")
-_CIFAR_VGG = re.compile(r"^cifar_vgg_(11|13|16|19)$")
-_IMAGENET_RESNET = re.compile(r"^imagenet_resnet_(18|34|50)$")
 CONV_PLANS = {"conv2": [64, 64, "M"], "conv4": [64, 64, "M", 128, 128, "M"],
               "conv6": [64, 64, "M", 128, 128, "M", 256, 256, "M"]}
 
@@ -258,32 +252,47 @@ def _image(spec, input_shape):
     return input_shape
 
 
-def build_paper_model(spec: ModelSpec, input_shape, num_classes):
-    """None when the name is not one of the papers' models."""
-    name = spec.name
-    if _LENET.match(name):
-        widths = tuple(int(w) for w in name.split("_")[1:])
-        return LeNet(math.prod(input_shape), widths, num_classes)
-    if name in CONV_PLANS:
-        return ConvNet(_image(spec, input_shape), CONV_PLANS[name], num_classes, spec.width)
-    m = _CIFAR_RESNET.match(name)
-    if m:
-        return CifarResNet(int(m.group(1)), _image(spec, input_shape)[0], num_classes, spec.width)
-    m = _CIFAR_VGG.match(name)
-    if m:
-        return CifarVGG(int(m.group(1)), _image(spec, input_shape)[0], num_classes, spec.width)
-    m = _IMAGENET_RESNET.match(name)
-    if m:
-        return ImageNetResNet(int(m.group(1)), _image(spec, input_shape)[0], num_classes, spec.width)
-    return None
+@register_model(r"lenet(_\d+)+", pattern=True, examples=("lenet_300_100", "lenet_N_M..."))
+def lenet(spec, input_shape, num_classes):
+    """LeNet: fully connected ReLU layers of the widths in the name (lenet_300_100)."""
+    return LeNet(math.prod(input_shape), tuple(int(w) for w in spec.name.split("_")[1:]), num_classes)
 
 
-def is_paper_model(name: str) -> bool:
-    m = _CIFAR_RESNET.match(name)
-    return bool(_LENET.match(name) or name in CONV_PLANS or (m and (int(m.group(1)) - 2) % 6 == 0 and int(m.group(1)) > 2)
-                or _CIFAR_VGG.match(name) or _IMAGENET_RESNET.match(name))
+def _conv(name):
+    @register_model(name)
+    def build(spec, input_shape, num_classes):
+        return ConvNet(_image(spec, input_shape), CONV_PLANS[spec.name], num_classes, spec.width)
+
+    build.__doc__ = f"{name[:-1].capitalize()}-{name[-1]} (Frankle & Carbin): conv blocks, then three linear layers."
+    return build
 
 
-PAPER_MODEL_NAMES = ("lenet_300_100", "lenet_N_M...", "conv2", "conv4", "conv6", "cifar_resnet_20", "cifar_resnet_32",
-                     "cifar_resnet_56", "cifar_resnet_110", "cifar_resnet_<6n+2>", "cifar_vgg_11", "cifar_vgg_13",
-                     "cifar_vgg_16", "cifar_vgg_19", "imagenet_resnet_18", "imagenet_resnet_34", "imagenet_resnet_50")
+for _name in CONV_PLANS:
+    _conv(_name)
+
+
+def _resnet_depth_ok(name: str) -> bool:
+    depth = int(name.rsplit("_", 1)[1])
+    return depth > 2 and (depth - 2) % 6 == 0
+
+
+@register_model(r"cifar_resnet_(\d+)", pattern=True, accepts=_resnet_depth_ok,
+                examples=("cifar_resnet_20", "cifar_resnet_32", "cifar_resnet_56", "cifar_resnet_110",
+                          "cifar_resnet_<6n+2>"))
+def cifar_resnet(spec, input_shape, num_classes):
+    """He et al.'s CIFAR ResNet-(6n+2) with BatchNorm (model.width scales the channels)."""
+    return CifarResNet(int(spec.name.rsplit("_", 1)[1]), _image(spec, input_shape)[0], num_classes, spec.width)
+
+
+@register_model(r"cifar_vgg_(11|13|16|19)", pattern=True,
+                examples=("cifar_vgg_11", "cifar_vgg_13", "cifar_vgg_16", "cifar_vgg_19"))
+def cifar_vgg(spec, input_shape, num_classes):
+    """VGG-11/13/16/19 for CIFAR with BatchNorm."""
+    return CifarVGG(int(spec.name.rsplit("_", 1)[1]), _image(spec, input_shape)[0], num_classes, spec.width)
+
+
+@register_model(r"imagenet_resnet_(18|34|50)", pattern=True,
+                examples=("imagenet_resnet_18", "imagenet_resnet_34", "imagenet_resnet_50"))
+def imagenet_resnet(spec, input_shape, num_classes):
+    """ImageNet ResNet-18/34/50."""
+    return ImageNetResNet(int(spec.name.rsplit("_", 1)[1]), _image(spec, input_shape)[0], num_classes, spec.width)

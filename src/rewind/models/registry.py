@@ -1,35 +1,44 @@
-"""Model registry: ``create_model(spec, input_shape, num_classes, seed)`` over the models of
-small.py (registered with register_model) and the papers' models of paper.py."""
+"""Model registry: ``create_model(spec, input_shape, num_classes, seed)`` over every registered
+model: the small ones (small.py), the papers' (paper.py, by name pattern), and plugins'
+(``rewind.register_model``)."""
 from __future__ import annotations
 
 import torch
 from torch import nn
 
 from .. import rng
-from ..spec import ModelSpec, register_model_catalogue
-from . import small  # noqa: F401  (registers the small models)
-from .base import _REGISTRY, RewindModel, register_model  # noqa: F401  (re-exported)
-from .paper import PAPER_MODEL_NAMES, build_paper_model, is_paper_model
+from ..spec import ModelSpec, register_identity, register_model_catalogue
+from . import small, paper  # noqa: F401,I001  (register their models: the small ones first)
+from .base import MODELS, ModelEntry, RewindModel, find_model, register_model  # noqa: F401  (re-exported)
+
 
 def registered_models() -> list[str]:
-    return sorted(_REGISTRY)
+    """Exact names and the examples of the patterns: what model.name may be."""
+    out = []
+    for entry in MODELS.values():
+        out.extend(entry.examples or (entry.name,))
+    return out
 
 
 def known_model(name: str) -> bool:
-    return name in _REGISTRY or is_paper_model(name)
+    return find_model(name) is not None
 
 
-def model_names() -> list[str]:
-    return registered_models() + list(PAPER_MODEL_NAMES)
+register_model_catalogue(known_model, registered_models)  # spec.py checks model.name against it
 
 
-register_model_catalogue(known_model, model_names)  # spec.py checks model.name against it
+def _identity(spec) -> dict[str, str]:
+    entry = find_model(spec.model.name)
+    return {"model.name": entry.digest} if entry is not None and entry.digest else {}
+
+
+register_identity(_identity)   # a plugin's model: its code is part of what its runs are
 
 
 def initialise(model: nn.Module, method: str, seed: int) -> None:
     """Seeded initialisation, in module order, from one generator."""
     g = rng.generator(rng.INIT, seed)
-    if hasattr(model, "initialise_own"):   # models whose theory fixes the initialisation (models/theory.py)
+    if hasattr(model, "initialise_own"):   # models whose theory fixes the initialisation (small.TwoLayer)
         with torch.no_grad():
             model.initialise_own(g)
         return
@@ -54,12 +63,19 @@ def initialise(model: nn.Module, method: str, seed: int) -> None:
 
 def create_model(spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int, seed: int = 0,
                  initialise_weights: bool = True) -> RewindModel:
-    if spec.name in _REGISTRY:
-        model = _REGISTRY[spec.name](spec, tuple(input_shape), num_classes)
-    else:
-        model = build_paper_model(spec, tuple(input_shape), num_classes)
-        if model is None:
-            raise ValueError(f"model.name: unknown model {spec.name!r}; known: {', '.join(model_names())}")
+    entry = find_model(spec.name)
+    if entry is None:
+        from ..plugins import load_plugins
+
+        load_plugins(export=False)   # a worker process asked for a plugin's model: load what it was told to
+        entry = find_model(spec.name)
+    if entry is None:
+        raise ValueError(f"model.name: unknown model {spec.name!r}; known: {', '.join(registered_models())} "
+                         "(a plugin's model needs --plugin or REWIND_PLUGINS)")
+    model = entry.builder(spec, tuple(input_shape), num_classes)
+    if not isinstance(model, RewindModel):
+        raise ValueError(f"model.name: {spec.name}'s builder returned a {type(model).__name__}, not a RewindModel "
+                         "(subclass rewind.models.RewindModel: it declares which tensors are prunable)")
     if initialise_weights:   # skipped for shapes-only models on the meta device (seeded normal_ there
         initialise(model, spec.init, seed)   # goes through torch's Python refs, which import dynamo: 1.4 s)
     return model

@@ -19,15 +19,37 @@ def only_formats(*formats: str):
         FORMATS = saved
 
 
-def save_figure(fig, out: str | Path, dpi: int = 130) -> list[Path]:
-    """Lay out, write ``out``.png and ``out``.svg (FORMATS), close; returns the paths."""
+class Plot(list):
+    """The paths a figure was written to (a list, as before), with the figure itself: ``.figure``
+    is the matplotlib Figure, and a notebook shows the plot inline (``_repr_png_``)."""
+
+    def __init__(self, paths, figure):
+        super().__init__(paths)
+        self.figure = figure
+
+    def _repr_png_(self) -> bytes:
+        import io
+
+        buf = io.BytesIO()
+        self.figure.savefig(buf, format="png", dpi=100)
+        return buf.getvalue()
+
+    def __repr__(self) -> str:
+        return f"Plot({list.__repr__(self)})"
+
+
+def save_figure(fig, out: str | Path | None, dpi: int = 130) -> Plot:
+    """Lay out, write ``out``.png and ``out``.svg (FORMATS; nothing with ``out`` None), and hand the
+    figure back with the paths (:class:`Plot`); the figure is closed in pyplot (no second display)."""
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    paths = [out.with_suffix(f".{f}") for f in FORMATS]
-    for p in paths:
-        fig.savefig(p, dpi=dpi)
+    paths = []
+    if out is not None:
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        paths = [out.with_suffix(f".{f}") for f in FORMATS]
+        for p in paths:
+            fig.savefig(p, dpi=dpi)
     plt.close(fig)
-    return paths
+    return Plot(paths, fig)

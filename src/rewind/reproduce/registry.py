@@ -80,7 +80,7 @@ def register_claim(id: str, title: str, paper: str, statement: str, rule: str, p
     """Decorator: register ``fn(ctx) -> Measurement`` as claim ``id``."""
     def deco(fn):
         if id in CLAIMS:
-            raise ValueError(f"claim {id} is registered twice")
+            raise SpecError(f"register_claim: a claim {id} is already registered")
         CLAIMS[id] = Claim(id, title, paper, statement, rule, fn, paper_scale)
         return fn
     return deco

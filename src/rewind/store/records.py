@@ -203,3 +203,4 @@ def read_table(path: str | Path, what: str, columns: tuple[str, ...] = ()):
     if missing:
         raise RecordDamaged(f"{what}: {path} is damaged (no column {missing[0]!r})")
     return df
+MASKS_META = {"key": str, "studies": ListOf(str)}

@@ -11,17 +11,18 @@ import json
 
 import pandas as pd
 
-from .records import CLAIM_RESULT, INSTABILITY_SETTINGS, LINEAR_META, SCORES_META, STUDY, RecordDamaged, read_record
+from .records import (CLAIM_RESULT, INSTABILITY_SETTINGS, LINEAR_META, MASKS_META, SCORES_META, STUDY,
+                      RecordDamaged, read_record)
 from .runs import RunDamaged, Store, notice
 
 COLUMNS = ["run", "kind", "preset", "member", "seed", "step", "split", "metric", "value"]
 LABELS = ["study", "replicate", "level", "density", "rewind_step", "rewind_iteration", "branch", "branch_params",
           "copy", "pair", "alpha", "bn_reset", "layer", "model", "device", "precision", "engine", "threads", "ddp", "status",
           "pretrain", "pretrain_steps", "pretrain_params", "example", "linear_model", "linear_params", "claim", "test",
-          "verdict", "claim_verdict"]
+          "verdict", "claim_verdict", "criterion"]
 # columns read from each run's spec rather than from the labels a study or command gave it
 FROM_SPEC = ("layer", "model", "device", "precision", "engine", "threads", "ddp", "status", "pretrain", "pretrain_steps",
-             "pretrain_params")
+             "pretrain_params", "criterion")
 
 
 def run_columns(record: dict) -> dict:
@@ -193,6 +194,33 @@ def _claim_frames(store: Store, damage: _Damage) -> list[pd.DataFrame]:
     return frames
 
 
+def _mask_frames(store: Store, damage: _Damage) -> list[pd.DataFrame]:
+    """Mask comparisons (kind "mask", analysis/masks.py): metric density (per mask and layer) or
+    jaccard (per pair of masks; ``pair`` names the other run and what differs, the chance overlap
+    is the row's ``example``-free companion metric ``jaccard_chance``)."""
+    frames = []
+    folder = store.root / "masks"
+    for rows_path in sorted(folder.glob("*/rows.csv")) if folder.is_dir() else []:
+        try:
+            _read_json(rows_path.parent / "meta.json", MASKS_META)
+            df = _read_csv(rows_path)
+            base = pd.DataFrame({"run": df["run"], "kind": "mask", "preset": None, "member": df["replicate"],
+                                 "seed": None, "step": None, "split": None, "metric": df["metric"], "value": df["value"],
+                                 "study": df["study"], "replicate": df["replicate"], "level": df["level"],
+                                 "density": df["density"], "rewind_step": df["rewind_step"], "layer": df["layer"],
+                                 "criterion": df["criterion"],
+                                 "pair": (df["differs"].fillna("") + ":" + df["other_run"].fillna("")).where(
+                                     df["metric"] == "jaccard")})
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            damage.add(f"mask record {rows_path.parent}", str(e) or type(e).__name__)
+            continue
+        chance = base[df["metric"] == "jaccard"].assign(metric="jaccard_chance", value=df.loc[df["metric"] == "jaccard",
+                                                                                          "chance"])
+        base["status"] = chance["status"] = "done"
+        frames += [base, chance]
+    return frames
+
+
 def results_table(store: Store, keys: set[str] | None = None, analyses: bool = True) -> pd.DataFrame:
     """Every finished run's metrics, tidy. Damaged runs and records are left out, each with a
     warning; ``table.attrs["damaged"]`` maps what was left out to its problem. ``keys`` limits the
@@ -238,6 +266,8 @@ def results_table(store: Store, keys: set[str] | None = None, analyses: bool = T
             row.update(run_columns(record))
             row["precision"] = spec.get("train", {}).get("precision", "float32")
             row["status"] = health[key].status
+            if row["kind"] in ("lottery", "branch") and labels.get("level"):   # pruned subnetworks: what chose the mask
+                row["criterion"] = (spec.get("prune") or {}).get("criterion", "magnitude")
             m = base.drop(columns=[c for c in row if c in base.columns]).assign(_label=len(label_rows))
             label_rows.append(row)
             frames.append(m)
@@ -249,6 +279,7 @@ def results_table(store: Store, keys: set[str] | None = None, analyses: bool = T
         frames.extend(_linear_frames(store, damage))
         frames.extend(_score_frames(store, damage))
         frames.extend(_claim_frames(store, damage))
+        frames.extend(_mask_frames(store, damage))
     if not frames:
         df = pd.DataFrame(columns=COLUMNS + LABELS)
     else:

@@ -118,6 +118,20 @@ class RunDir:
         self.key = key
         self.path = self.root / key
 
+    def _repr_html_(self) -> str:
+        """A notebook shows the run: its key, status, final metrics and folder."""
+        import html
+
+        health = self.health()
+        final = self.summary().get("final", {}) if health.finished else {}
+        metrics = ", ".join(f"{k.replace('_', ' ')} {v:.4f}" for k, v in sorted(final.items()) if isinstance(v, float))
+        return (f"<p><b>run {self.key}</b>: {health.status}" + (f" ({html.escape(health.problem)})" if health.problem
+                                                               else "") + (f"; {metrics}" if metrics else "")
+                + f"<br><code>{html.escape(str(self.path))}</code></p>")
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.root)!r}, {self.key!r})"
+
     # ---- state --------------------------------------------------------
     @property
     def done(self) -> bool:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .records import CLAIM_RESULT, INSTABILITY_SETTINGS, LINEAR_META, SCORES_META, STUDY, RecordDamaged, read_record
+from .records import (CLAIM_RESULT, INSTABILITY_SETTINGS, LINEAR_META, MASKS_META, SCORES_META, STUDY,
+                      RecordDamaged, read_record)
 from .runs import Store
 
 
@@ -26,6 +27,7 @@ _DERIVED = (
     ("linear", "*", "rows.csv", {"meta.json": LINEAR_META, "rows.csv": "csv"}),
     ("scores", "*", "scores.csv", {"meta.json": SCORES_META, "scores.csv": "csv"}),
     ("claims", "*", "result.json", {"result.json": CLAIM_RESULT}),
+    ("masks", "*", "rows.csv", {"meta.json": MASKS_META, "rows.csv": "csv"}),
 )
 
 
