@@ -133,7 +133,7 @@ def data(args) -> int:
                                                           "3,32,32 (default 40: MNIST-1D)"),
                   example="rewind models --input-shape 3,32,32")
 def models(args) -> int:
-    from ..models import MODELS, create_model
+    from ..models import MODELS
     from ..spec import ModelSpec, SpecError
 
     try:
@@ -144,11 +144,9 @@ def models(args) -> int:
     for entry in MODELS.values():
         for name in entry.examples or (entry.name,):
             try:
-                import torch
+                from ..models.registry import shapes_only
 
-                with torch.device("meta"):
-                    n = sum(p.numel() for p in create_model(ModelSpec(name=name), shape, 10,
-                                                            initialise_weights=False).parameters())
+                n = sum(p.numel() for p in shapes_only(ModelSpec(name=name), shape, 10).parameters())
                 count = f"{n:,}"
             except (ValueError, SpecError, TypeError, RuntimeError):
                 count = "-"   # a name pattern, or a model this input shape does not fit

@@ -33,6 +33,7 @@ def load_data(spec: DataSpec, root: str | os.PathLike | None = None) -> InMemory
             _DATA_CACHE[key] = synthetic.keep_classes(load_data(dataclasses.replace(spec, classes=()), root),
                                                       spec.classes)
         return _DATA_CACHE[key]
+    check_path(spec)
     key = (spec.name, spec.split_seed, spec.image_size, *(getattr(spec, f) for f in MNIST1D_GENERATOR_FIELDS),
            spec.path, file_digest(spec.path) if spec.path else "", str(data_root(root)))
     if spec.subset:
@@ -45,7 +46,6 @@ def load_data(spec: DataSpec, root: str | os.PathLike | None = None) -> InMemory
             _DATA_CACHE[key] = select(full, spec, data_root(root))
         return _DATA_CACHE[key]
     if key not in _DATA_CACHE:
-        check_path(spec)
         entry = get_dataset(spec.name)
         loaded = entry.load(spec, data_root(root))
         _DATA_CACHE[key] = loaded if entry.group == "rewind" and spec.name != "npz" else to_data(spec.name, loaded)

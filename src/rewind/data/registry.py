@@ -81,9 +81,12 @@ def file_digest(path: str) -> str:
     key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
     if key not in _FILE_DIGESTS:
         h = hashlib.sha256()
-        with open(p, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
+        try:
+            with open(p, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+        except OSError as e:
+            raise SpecError(f"data.path: {path} cannot be read ({e.strerror or e})") from None
         _FILE_DIGESTS[key] = h.hexdigest()[:16]
     return _FILE_DIGESTS[key]
 
@@ -93,7 +96,7 @@ def _identity(spec) -> dict[str, str]:
     out = {}
     if entry is not None and entry.digest:
         out["data.name"] = entry.digest
-    if spec.data.path:
+    if spec.data.path and (entry is None or entry.path):   # (a dataset that reads no file refuses the path)
         out["data.path"] = file_digest(spec.data.path)
     return out
 

@@ -13,6 +13,7 @@ import torch
 
 from ..data import load_data
 from ..models import create_model
+from ..models.registry import shapes_only
 from ..spec import SpecError, check_range
 from ..store import RunDir, Store
 from ..host import usable_cpus
@@ -95,8 +96,7 @@ def stack_invariant(spec, opts: TrainOptions) -> bool:
     if spec.train.precision == "bf16":
         return False
     data = load_data(spec.data, opts.data_root)
-    with torch.device("meta"):
-        model = create_model(spec.model, data.input_shape, data.num_classes, seed=0, initialise_weights=False)
+    model = shapes_only(spec.model, data.input_shape, data.num_classes)
     return bool(model.stack_invariant)
 
 

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from .. import rng
-from ..spec import ModelSpec, register_identity, register_model_catalogue
+from ..spec import ModelSpec, SpecError, register_identity, register_model_catalogue
 from . import small, paper  # noqa: F401,I001  (register their models: the small ones first)
 from .base import MODELS, ModelEntry, RewindModel, find_model, register_model  # noqa: F401  (re-exported)
 
@@ -72,7 +72,13 @@ def create_model(spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int
     if entry is None:
         raise ValueError(f"model.name: unknown model {spec.name!r}; known: {', '.join(registered_models())} "
                          "(a plugin's model needs --plugin or REWIND_PLUGINS)")
-    model = entry.builder(spec, tuple(input_shape), num_classes)
+    try:
+        model = entry.builder(spec, tuple(input_shape), num_classes)
+    except (ValueError, SpecError):   # a builder's own refusal ("needs image inputs"): it names the field
+        raise
+    except Exception as e:  # noqa: BLE001 - a plugin's builder may fail any way: said in one line
+        raise SpecError(f"model.name: building {spec.name!r} failed ({type(e).__name__}: "
+                        f"{(str(e).splitlines() or [''])[0]})") from None
     if not isinstance(model, RewindModel):
         raise ValueError(f"model.name: {spec.name}'s builder returned a {type(model).__name__}, not a RewindModel "
                          "(subclass rewind.models.RewindModel: it declares which tensors are prunable)")
@@ -92,3 +98,13 @@ def place(model: nn.Module, device, dtype: torch.dtype | None = None) -> nn.Modu
     if torch.device(device).type == "cpu" and any(p.dim() == 4 for p in model.parameters()):
         model = model.to(memory_format=torch.channels_last)
     return model
+
+
+def shapes_only(spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int) -> RewindModel:
+    """The model built for its shapes and names only: on the meta device (no memory, whatever the
+    width), or, for a (plugin's) builder that computes with tensors, on the CPU, uninitialised."""
+    try:
+        with torch.device("meta"):
+            return create_model(spec, input_shape, num_classes, seed=0, initialise_weights=False)
+    except SpecError:
+        return create_model(spec, input_shape, num_classes, seed=0, initialise_weights=False)

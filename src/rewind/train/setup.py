@@ -15,7 +15,7 @@ import torch
 from ..data import augment, batch_indices, iterations_per_epoch, load_data
 from ..data.tensors import shard_rows, to_float
 from ..errors import notice
-from ..models import create_model
+from ..models.registry import shapes_only
 from ..spec import Spec, SpecError
 from ..store import RunDir
 from .evaluate import data_workers
@@ -50,8 +50,7 @@ class Prepared:
 
 @functools.lru_cache(maxsize=32)
 def _prunable_names(model_spec, input_shape, classes) -> tuple[str, ...]:
-    with torch.device("meta"):  # shapes only: no memory, whatever the width
-        return tuple(create_model(model_spec, input_shape, classes, seed=0, initialise_weights=False).prunable())
+    return tuple(shapes_only(model_spec, input_shape, classes).prunable())
 
 
 def check_spec(spec: Spec, opts: TrainOptions, starts: tuple[int, ...] = (0,)) -> tuple[object, int, int]:
