@@ -1,22 +1,26 @@
-# Two entry points: `make test` and `make demo`. Both create .venv if missing and install pinned deps.
+# Entry points: `make test`, `make demo` and `make docs`. Each creates .venv if missing and installs pinned deps.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ROOT ?= runs/demo
 
-.PHONY: install test demo clean
+.PHONY: install test demo docs clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e '.[test,ray]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[test,ray,docs]'
 	touch $(STAMP)
 
 install: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest tests
+
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
+	@echo "the site is in build/site/ (open build/site/index.html)"
 
 demo: $(STAMP)
 	$(VENV)/bin/rewind lottery --preset mnist1d_resnet --levels 5 --rewind 0it,200it --replicates 3 \

@@ -4,6 +4,7 @@
 # rerun trains only what is missing. On 2 CPU cores, one thread per process, the whole script
 # takes about 3 hours; each command can be run on its own.
 set -euo pipefail
+export REWIND_FIGURES=svg   # the docs keep one file per figure
 cd "$(dirname "$0")/.."
 R=.venv/bin/rewind
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}

@@ -2,6 +2,7 @@
 # The network against Hu et al.'s linear model (docs/linear.md). Everything goes through the store:
 # rerunning prints the same tables without training. Tables: experiments/linear_tables.py.
 set -euo pipefail
+export REWIND_FIGURES=svg   # the docs keep one file per figure
 ROOT=${ROOT:-runs/linear}
 OUT=${OUT:-docs/linear}
 mkdir -p "$OUT"

@@ -219,6 +219,45 @@ def report(args) -> None:
     print(f"wrote {DOCS / 'tables.md'}")
 
 
+def figure(args) -> None:
+    """docs/testbed/lottery-<preset>.svg from the IMP summary CSV: test accuracy against weights
+    remaining, one mean line with a +-1 std band per rewind step, the dense network as a band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    for path in sorted(DOCS.glob("imp-*.csv")):
+        if path.stem.endswith("-paired"):
+            continue
+        t = pd.read_csv(path)
+        t = t[t["branch"] == "none"]
+        dense = t[t["level"] == 0].iloc[0]
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.axhspan(100 * (dense["mean"] - dense["std"]), 100 * (dense["mean"] + dense["std"]), color="grey",
+                   alpha=0.25, label=f"dense ({int(dense['n'])} replicates)")
+        for i, (k, g) in enumerate(t[t["level"] > 0].groupby("rewind_iteration")):
+            g = g.sort_values("density", ascending=False)
+            x, m, sd = 100 * g["density"], 100 * g["mean"], 100 * g["std"]
+            ax.plot(x, m, "-o", ms=3, color=("tab:red", "tab:blue", "tab:green")[i % 3], label=f"k = {g['rewind_step'].iloc[0]}")
+            ax.fill_between(x, m - sd, m + sd, color=("tab:red", "tab:blue", "tab:green")[i % 3], alpha=0.2)
+        ax.set_xscale("log")
+        ax.invert_xaxis()
+        ticks = sorted(set((100 * t["density"]).round(1)))
+        ax.set_xticks(ticks, [f"{v:g}" for v in ticks])
+        ax.minorticks_off()
+        ax.set_xlabel("weights remaining (%)")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(path.stem.removeprefix("imp-"), fontsize=9)
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        out = DOCS / f"lottery-{path.stem.removeprefix('imp-')}.svg"
+        fig.savefig(out)
+        plt.close(fig)
+        print(f"wrote {out}")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -234,9 +273,10 @@ def main(argv=None) -> None:
     i.add_argument("--sparse-levels", default="4,6", help="levels whose subnetworks' instability is measured")
     i.add_argument("--root", default="runs/testbed")
     sub.add_parser("report")
+    sub.add_parser("figure", help="docs/testbed/lottery-*.svg from the IMP summaries")
     args = ap.parse_args(argv)
     DOCS.mkdir(parents=True, exist_ok=True)
-    {"search": search, "imp": imp, "report": report}[args.cmd](args)
+    {"search": search, "imp": imp, "report": report, "figure": figure}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -464,8 +464,10 @@ def _validate(path: str, fl: dataclasses.Field, v: Any) -> None:
             raise SpecError(f"{path}: must lie strictly between 0 and 1, got {v!r}")
         if check in _CATALOGUES and _CATALOGUES[check] and not _CATALOGUES[check][0](x):
             known = _CATALOGUES[check][1]()
+            if check == "alteration":
+                raise SpecError(f"{path}: {x!r} is not allowed; choose one of: {', '.join(known)}")
             listed = {"model": " (rewind models lists them, plugins included)", "dataset": " (rewind datasets)",
-                      "criterion": " (rewind criteria)", "alteration": ""}[check]
+                      "criterion": " (rewind criteria)"}[check]
             raise SpecError(f"{path}: unknown {check} {x!r}; known: {', '.join(known)}{listed}")
         if check == "rate" and not 0.0 <= x < 1.0:
             raise SpecError(f"{path}: must lie in [0, 1) (0 means: use prune.fraction), got {v!r}")

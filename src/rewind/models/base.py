@@ -85,7 +85,7 @@ MODELS: dict[str, ModelEntry] = {}
 def register_model(name: str, *, pattern: bool = False, examples: tuple[str, ...] = (), accepts=None):
     """Decorator: ``@register_model("my_net")`` over ``builder(spec, input_shape, num_classes)``,
     which returns a :class:`RewindModel`; ``pattern=True`` makes ``name`` a regular expression
-    (``r"lenet(_\d+)+"``) with ``examples`` to list. A name (or pattern) that is taken is refused."""
+    (``lenet(_[0-9]+)+``) with ``examples`` to list. A name (or pattern) that is taken is refused."""
     from ..plugins import origin_of
     from ..spec import SpecError
 

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 
-FORMATS = ("png", "svg")  # what save_figure writes; see only_formats
+# what save_figure writes (see only_formats); $REWIND_FIGURES=svg writes one file a figure (the docs' figures)
+FORMATS = tuple(f.strip() for f in os.environ.get("REWIND_FIGURES", "png,svg").split(",") if f.strip()) or ("png", "svg")
 
 
 @contextlib.contextmanager

@@ -48,20 +48,23 @@ def _lottery_sections(study, out: Path) -> tuple[str, list[Section]]:
                          if not isinstance(v, dict))
         commands.append(f"rewind branch {b['kind']} --study {study.key} --levels {','.join(map(str, b['levels']))}"
                         f"{params} --root {study.store.root}")
-    summary = lottery_summary(table) if not table.empty else pd.DataFrame()
-    tables = [html_table(_pct(summary, ["density", "mean", "std"]), "Final test accuracy (%), mean and std over "
-                                                                    "replicates, per branch, rewind step and level")]
+    summary = _single(_pct(lottery_summary(table), ["density", "mean", "std"])) if not table.empty else pd.DataFrame()
+    sparse = not table.empty and (table["level"] > 0).any()
+    what = "per branch, rewind step and level" if sparse else "of the dense networks the copies start from"
+    tables = [html_table(summary, f"Final test accuracy (%), mean and std over replicates, {what} (std shown as - "
+                                  "for a single replicate)")]
     steps = rec["rewind_steps"]
     if len(steps) > 1 and not table.empty and table[table["level"] > 0]["replicate"].nunique() >= 2:
         for k in steps[1:]:
             d = paired_differences(table, steps[0], k)
             tables.append(html_table(_pct(d, [c for c in d.columns if c not in ("level", "n")]),
                                      f"k={k} minus k={steps[0]}, paired by replicate (points; 95% bootstrap interval)"))
-    sparse = not table.empty and (table["level"] > 0).any()
     figures = _svgs(plot_lottery(table, out / "figures" / f"lottery-{study.key}")) if sparse else []
     if not sparse:  # a study of dense networks only (rewind instability --preset): no pruning to recreate
         commands = []
-    sections = [Section(f"{study.key}-lottery", f"Study {study.key}: iterative magnitude pruning with rewinding", None,
+    title = (f"Study {study.key}: iterative magnitude pruning with rewinding" if sparse else
+             f"Study {study.key}: the dense network, for its instability analysis")
+    sections = [Section(f"{study.key}-lottery", title, None,
                         [("Study key", study.key), ("Preset", preset or "(a spec without a preset)"),
                          ("Rewind steps", ks), ("Levels", str(rec["levels"])), ("Replicates", str(rec["replicates"])),
                          ("Branches", ", ".join(b["kind"] for b in rec.get("branches", [])) or "none")],
@@ -81,12 +84,27 @@ def _lottery_sections(study, out: Path) -> tuple[str, list[Section]]:
                                 None,
                                 [("Interpolated pairs", str(pairs))],
                                 "", _svgs(plot_instability(inst, out / "figures" / f"instability-{study.key}")),
-                                [html_table(_pct(s, ["density", "mean", "std"]),
-                                            "Instability (points of error), mean and std over replicates and pairs")],
+                                [html_table(_single(_pct(s, ["density", "mean", "std"])),
+                                            "Instability (points of error), mean and std over replicates and pairs "
+                                            "(std shown as - for a single pair)")],
                                 [cmd]))
     sections.append(Section(f"{study.key}-spec", f"Study {study.key}: spec", None, [], "", [], [], [],
                             json.dumps(rec["spec"], indent=1, sort_keys=True)))
-    return f"Lottery study {study.key}" + (f" ({preset})" if preset else ""), sections
+    kind = "Lottery study" if sparse else "Instability of the dense network"
+    return f"{kind} {study.key}" + (f" ({preset})" if preset else ""), sections
+
+
+def _single(df: pd.DataFrame) -> pd.DataFrame:
+    """A standard deviation over one value is not 0: shown as '-' where n < 2."""
+    if "std" in df and "n" in df:
+        df = df.copy()
+        df["std"] = df["std"].astype(object).where(df["n"] >= 2, "-")
+    return df
+
+
+def _order(study) -> tuple:
+    """Studies that pruned first (what a lottery report is about), then dense-only ones; by key."""
+    return (0 if study.record().get("levels", 0) > 0 else 1, study.key)
 
 
 def _early_sections(run, out: Path) -> tuple[str, list[Section]]:
@@ -124,8 +142,8 @@ def study_page(key: str | None, store: Store, out: str | Path | None = None) -> 
             raise SpecError(f"--study: the store {store.root} has no lottery study yet (rewind lottery makes one)")
         dest = Path(out) if out else store.root / "report"
         sections = []
-        for k in known:
-            sections += _lottery_sections(Study.load(k, store), dest)[1]
+        for study in sorted((Study.load(k, store) for k in known), key=_order):
+            sections += _lottery_sections(study, dest)[1]
         return render_page(dest, f"rewind: {len(known)} lottery stud{'y' if len(known) == 1 else 'ies'} in "
                                  f"{store.root}", sections, lead=f"Store {store.root}.")
     if any(k.startswith(key) for k in known):
