@@ -3,18 +3,12 @@ mode, summed in index order. Training's evaluations, instability's path points a
 these functions, so a path's endpoints reproduce the runs' own metrics exactly."""
 from __future__ import annotations
 
-import os
-from typing import TYPE_CHECKING
-
 import torch
 from torch.nn import functional as F
 
 from ..data.tensors import shard_rows, to_float
 from .ddp import SINGLE, Single
-from .member import TrainOptions
-
-if TYPE_CHECKING:
-    from .setup import Prepared
+from .member import TrainOptions, data_workers
 
 
 @torch.no_grad()
@@ -59,10 +53,6 @@ def evaluate(model, x: torch.Tensor, y: torch.Tensor, batch: int = 4096, pixels=
     return loss, acc
 
 
-def data_workers(opts: TrainOptions) -> int:
-    return min(8, os.cpu_count() or 1) if opts.data_workers is None else opts.data_workers
-
-
 def streamed_batches(data, split: str, device: torch.device, dtype: torch.dtype, opts: TrainOptions,
                      part: tuple[int, int] | None = None):
     """Evaluation batches of a streamed dataset (ImageNet: centre crops; the train split is a
@@ -77,10 +67,10 @@ def streamed_batches(data, split: str, device: torch.device, dtype: torch.dtype,
         yield imagenet.normalise(x.to(device), dtype), y.to(device)
 
 
-def evaluate_split(model, pr: Prepared, split: str, opts: TrainOptions, dp: Single = SINGLE) -> tuple[float, float]:
-    """Mean loss and accuracy of ``model`` on a split (streamed datasets: see data/imagenet.py).
-    Under DDP each rank evaluates its share of the examples and the per-example losses are
-    gathered, in order, to be summed as one process sums them."""
+def evaluate_split(model, pr, split: str, opts: TrainOptions, dp: Single = SINGLE) -> tuple[float, float]:
+    """Mean loss and accuracy of ``model`` on a split of ``pr`` (the engines' set-up, setup.Prepared;
+    streamed datasets: see data/imagenet.py). Under DDP each rank evaluates its share of the
+    examples and the per-example losses are gathered, in order, to be summed as one process sums them."""
     if pr.x_train is not None:
         x, y = (pr.x_train, pr.y_train) if split == "train" else (pr.x_test, pr.y_test)
         if dp.part is None:

@@ -131,3 +131,8 @@ def resolve_device(name: str) -> torch.device:
 
 def progress_enabled(opts: TrainOptions) -> bool:
     return not opts.quiet and not os.environ.get("CI") and sys.stderr.isatty()
+
+
+def data_workers(opts: TrainOptions) -> int:
+    """DataLoader workers for datasets streamed from files (ImageNet): the option, or min(8, cores)."""
+    return min(8, os.cpu_count() or 1) if opts.data_workers is None else opts.data_workers

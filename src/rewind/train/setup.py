@@ -18,9 +18,14 @@ from ..errors import notice
 from ..models.registry import shapes_only
 from ..spec import Spec, SpecError
 from ..store import RunDir
-from .evaluate import data_workers
-from .member import Member, TrainOptions, dtype_of, progress_enabled, resolve_device
-
+from .member import (
+    Member,
+    TrainOptions,
+    data_workers,
+    dtype_of,
+    progress_enabled,
+    resolve_device,
+)
 
 MAX_ITERATIONS = 10**9
 

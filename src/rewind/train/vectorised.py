@@ -30,8 +30,16 @@ from ..data import augment, iterations_per_epoch
 from ..models import create_model
 from ..store import RunDir, Store
 from .member import Member, TrainOptions, autocast
-from .setup import ResumeClock, check_mask, divergence, finish_run, prepare, progress, schedule_points
 from .optim import lr_at, zero_where_pruned
+from .setup import (
+    ResumeClock,
+    check_mask,
+    divergence,
+    finish_run,
+    prepare,
+    progress,
+    schedule_points,
+)
 
 
 class Stack:
@@ -280,16 +288,14 @@ def train_vectorised(members: list[Member], store: Store, opts: TrainOptions) ->
     return runs
 
 
-def _train_locked(members: list[Member], runs: list[RunDir], opts: TrainOptions) -> None:
-    spec = members[0].spec
-    pr = prepare(members, runs, opts)
-    data, device, dtype = pr.data, pr.device, pr.dtype
-    x_train, y_train, x_test, y_test = pr.x_train, pr.y_train, pr.x_test, pr.y_test
-    n, bs, ipe, total = pr.n, pr.batch_size, pr.ipe, pr.total
-    k = len(members)
-    template = create_model(spec.model, data.input_shape, pr.classes, seed=0).to(device, dtype)
+def _stacked(members: list[Member], runs: list[RunDir], pr):
+    """The members as one stack: their starting weights and masks, the optimizer (with the state a
+    member hands on), and where each starts (its start, or its resume point with its rows so far).
+    Returns (stack, optimizer, mask views, positions, rows)."""
+    spec, device = members[0].spec, pr.device
+    template = create_model(spec.model, pr.data.input_shape, pr.classes, seed=0).to(device, pr.dtype)
     template.train()
-    stack = Stack(template, k, device)
+    stack = Stack(template, len(members), device)
     prunable = set(template.prunable())
     if any(m.mask is not None for m in members):
         stack.mask = torch.ones_like(stack.flat, dtype=torch.bool)
@@ -299,7 +305,7 @@ def _train_locked(members: list[Member], runs: list[RunDir], opts: TrainOptions)
             state = dict(template.state_dict())
             state.update(m.init)
         else:
-            state = create_model(m.spec.model, data.input_shape, pr.classes, seed=m.spec.seeds.init).state_dict()
+            state = create_model(m.spec.model, pr.data.input_shape, pr.classes, seed=m.spec.seeds.init).state_dict()
         stack.set_member(i, state)
         if m.mask is not None:
             check_mask(m.mask, prunable)
@@ -310,7 +316,6 @@ def _train_locked(members: list[Member], runs: list[RunDir], opts: TrainOptions)
         stack.keep = stack.mask.to(stack.flat.dtype)
         stack.flat.mul_(stack.keep)
     opt = StackedOptimizer(spec.train, stack)
-
     positions = [m.start for m in members]
     for i, m in enumerate(members):
         if m.optim is not None:
@@ -324,10 +329,18 @@ def _train_locked(members: list[Member], runs: list[RunDir], opts: TrainOptions)
             opt.load_member(i, tensors)
     if stack.keep is not None:
         stack.remask = not zero_where_pruned(stack.keep, [stack.flat, *opt.state.values()])
+    return stack, opt, mask_views, positions, rows
+
+
+def _train_locked(members: list[Member], runs: list[RunDir], opts: TrainOptions) -> None:
+    spec = members[0].spec
+    pr = prepare(members, runs, opts)
+    device, ipe, total, k = pr.device, pr.ipe, pr.total, len(members)
+    stack, opt, mask_views, positions, rows = _stacked(members, runs, pr)
     points = [schedule_points(m.spec, ipe, m.start, total) for m in members]
     if not opts.evaluate:
         points = [(set(), ckpts) for _, ckpts in points]
-    orders = Orders([m.spec.seeds.data_order for m in members], n, bs, device, spec.data.augment,
+    orders = Orders([m.spec.seeds.data_order for m in members], pr.n, pr.batch_size, device, spec.data.augment,
                     [m.spec.seeds.augment for m in members])
 
     def state_tensors(i: int) -> dict[str, torch.Tensor]:
@@ -337,6 +350,10 @@ def _train_locked(members: list[Member], runs: list[RunDir], opts: TrainOptions)
         out.update(opt.member_tensors(i))
         return out
 
+    def finish(i: int, seconds: float, diverged=None) -> None:
+        finish_run(runs[i], rows[i], total, members[i].start, seconds, device, engine=f"vectorised(K={k})",
+                   diverged=diverged, opts=opts)
+
     started = time.time()
     clock, bar = ResumeClock(opts, min(positions)), progress(opts, total, min(positions), f"{members[0].kind} x{k}")
     t = min(positions)
@@ -344,12 +361,11 @@ def _train_locked(members: list[Member], runs: list[RunDir], opts: TrainOptions)
     while True:
         here = [i for i in range(k) if positions[i] == t]
         to_eval = [i for i in here if t in points[i][0]]
-        if to_eval:
-            for split in spec.train.eval_splits:
-                x, y = (x_train, y_train) if split == "train" else (x_test, y_test)
-                for i, (loss, acc) in zip(to_eval, _evaluate(stack, to_eval, x, y, pr.batch_inputs)):
-                    rows[i].append({"step": t, "split": split, "metric": "loss", "value": loss})
-                    rows[i].append({"step": t, "split": split, "metric": "accuracy", "value": acc})
+        for split in spec.train.eval_splits if to_eval else ():
+            x, y = (pr.x_train, pr.y_train) if split == "train" else (pr.x_test, pr.y_test)
+            for i, (loss, acc) in zip(to_eval, _evaluate(stack, to_eval, x, y, pr.batch_inputs)):
+                rows[i] += [{"step": t, "split": split, "metric": "loss", "value": loss},
+                            {"step": t, "split": split, "metric": "accuracy", "value": acc}]
         for i in here:
             if t in points[i][1]:
                 runs[i].save_checkpoint(t, state_tensors(i))
@@ -363,12 +379,10 @@ def _train_locked(members: list[Member], runs: list[RunDir], opts: TrainOptions)
                     for i in bad:
                         last = previous[1][previous[0].index(i)].item() if i in previous[0] else None
                         positions[i] = None
-                        finish_run(runs[i], rows[i], total, members[i].start, round(time.time() - started, 3), device,
-                                   engine=f"vectorised(K={k})", diverged=divergence(t, last), opts=opts)
+                        finish(i, round(time.time() - started, 3), divergence(t, last))
                     here = [i for i in here if i not in bad]
                     if here:
-                        losses, _ = _step(stack, opt, here, t, lr_at(spec.train, t, ipe), orders, pr,
-                                          device)
+                        losses, _ = _step(stack, opt, here, t, lr_at(spec.train, t, ipe), orders, pr, device)
             previous = (here, losses)  # each member's loss of its last step, should the next one diverge
             for i in here:
                 positions[i] = t + 1
@@ -381,10 +395,9 @@ def _train_locked(members: list[Member], runs: list[RunDir], opts: TrainOptions)
                 runs[i].save_resume(t, state_tensors(i), rows[i])
             clock.reset(t)
     bar.close()
-    seconds = round(time.time() - started, 3)
-    for i, m in enumerate(members):
+    for i in range(k):
         if positions[i] is not None:
-            finish_run(runs[i], rows[i], total, m.start, seconds, device, engine=f"vectorised(K={k})", opts=opts)
+            finish(i, round(time.time() - started, 3))
 
 
 def cross_entropy(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
