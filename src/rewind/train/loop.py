@@ -21,23 +21,9 @@ from .ddp import SINGLE, Single, data_parallel
 from .evaluate import evaluate_split
 from .hooks import loop_hooks
 from .member import Member, TrainOptions, autocast, engine_name
-from .optim import (
-    load_optimizer_tensors,
-    lr_at,
-    make_optimizer,
-    optimizer_tensors,
-    zero_where_pruned,
-)
-from .setup import (
-    ResumeClock,
-    check_mask,
-    divergence,
-    finish_run,
-    prepare,
-    progress,
-    schedule_points,
-    training_batches,
-)
+from .optim import load_optimizer_tensors, lr_at, make_optimizer, optimizer_tensors, zero_where_pruned
+from .setup import (ResumeClock, check_mask, divergence, finish_run, prepare, progress, schedule_points,
+                    training_batches)
 
 
 def train_member(member: Member, store: Store, opts: TrainOptions) -> RunDir:
