@@ -146,14 +146,9 @@ def _outputs(model, x, batch=4096):
     return torch.cat([model(x[i:i + batch]).squeeze(1) for i in range(0, len(x), batch)])
 
 
-def compare_hu(spec: Spec, options: HuOptions, data_root=None) -> tuple[pd.DataFrame, dict]:
-    """Train the network and its linear model side by side; tidy rows (step, model, split,
-    metric, value) at log-spaced steps, and a dict describing the kernel fit."""
-    options.check()
-    x_train, y_train, x_test, y_test = binary_task(spec, data_root)
-    dtype = x_train.dtype
-    d = x_train[0].numel()
-    base = create_model(spec.model, tuple(x_train.shape[1:]), 1, seed=spec.seeds.init).to(dtype)
+def _kernel(spec: Spec, options: HuOptions, base, x_train) -> tuple[list[str], dict]:
+    """Measure the network's NTK at initialisation, fit the affine kernel, choose the linear
+    model's (alpha, b): the names of the trained parameters and the fit's description."""
     names = ntk.layer_parameters(base, options.train)
     ntk_x = x_train[:options.ntk_samples]
     started = time.time()
@@ -171,7 +166,35 @@ def compare_hu(spec: Spec, options: HuOptions, data_root=None) -> tuple[pd.DataF
     alpha, b = (info["closed_form"]["alpha"], info["closed_form"]["b"]) if options.model_of == "closed-form" \
         else (fit.alpha, fit.b)
     info["used"] = {"alpha": alpha, "b": max(b, 0.0)}
+    return names, info
 
+
+def _measure(rows: list, t: int, net, lin, splits, loss: str) -> None:
+    """Append step t's rows: each model's loss and error, their discrepancy and distance."""
+    for split, x, y, off in splits:
+        with torch.no_grad():
+            f = _outputs(net, x) - (off if off is not None else 0)
+            g = _outputs(lin, x)
+        for name, out in (("network", f), ("linear", g)):
+            rows.append((t, name, split, "loss", float(_loss(out, y, loss))))
+            margin = out * y   # an output of exactly 0 counts as half an error
+            rows.append((t, name, split, "error", float(((margin < 0).double() + 0.5 * (margin == 0)).mean())))
+        gap, size = float((f - g).norm()), float(f.norm())
+        # 0 at step 0 (both outputs 0); NaN once the network has diverged
+        disc = gap / size if size > 0 else 0.0 if gap == 0 else float("nan")
+        rows.append((t, "both", split, "discrepancy", disc if math.isfinite(disc) else float("nan")))
+        rows.append((t, "both", split, "output_distance", gap / len(y) ** 0.5))
+        rows.append((t, "network", split, "output_norm", size / len(y) ** 0.5))
+
+
+def compare_hu(spec: Spec, options: HuOptions, data_root=None) -> tuple[pd.DataFrame, dict]:
+    """Train the network and its linear model side by side; tidy rows (step, model, split,
+    metric, value) at log-spaced steps, and a dict describing the kernel fit."""
+    options.check()
+    x_train, y_train, x_test, y_test = binary_task(spec, data_root)
+    dtype = x_train.dtype
+    base = create_model(spec.model, tuple(x_train.shape[1:]), 1, seed=spec.seeds.init).to(dtype)
+    names, info = _kernel(spec, options, base, x_train)
     if options.output == "symmetric":
         net, trained = Antisymmetric(base), [f"{p}.{n}" for p in ("a", "b") for n in names]
         offset_train = offset_test = None
@@ -180,7 +203,7 @@ def compare_hu(spec: Spec, options: HuOptions, data_root=None) -> tuple[pd.DataF
         offset_train, offset_test = _outputs(base, x_train), _outputs(base, x_test)
     for n, p in net.named_parameters():
         p.requires_grad_(n in trained)
-    lin = AffineKernelModel(alpha, b, d, dtype)
+    lin = AffineKernelModel(info["used"]["alpha"], info["used"]["b"], x_train[0].numel(), dtype)
     params = {"network": [p for p in net.parameters() if p.requires_grad], "linear": [lin.beta]}
 
     n, bs = len(y_train), spec.data.batch_size
@@ -190,12 +213,7 @@ def compare_hu(spec: Spec, options: HuOptions, data_root=None) -> tuple[pd.DataF
         # plain gradient descent, whatever the spec's optimizer
         train_spec = replace(train_spec, optimizer="sgd", momentum=0.0, nesterov=False, weight_decay=0.0)
     opts = {k: make_optimizer(train_spec, v) for k, v in params.items()}
-
-    def net_out(x, offset, idx=None):
-        out = net(x).squeeze(1)
-        if offset is not None:
-            out = out - (offset if idx is None else offset[idx])
-        return out
+    splits = (("train", x_train, y_train, offset_train), ("test", x_test, y_test, offset_test))
 
     drift_x = x_train[:options.drift_samples]
     theta0 = ntk.empirical_ntk(net, drift_x, trained)
@@ -204,36 +222,22 @@ def compare_hu(spec: Spec, options: HuOptions, data_root=None) -> tuple[pd.DataF
     rows = []
     for t in range(options.steps + 1):
         if t in at:
-            for split, x, y, off in (("train", x_train, y_train, offset_train), ("test", x_test, y_test, offset_test)):
-                with torch.no_grad():
-                    f = _outputs(net, x) - (off if off is not None else 0)
-                    g = _outputs(lin, x)
-                for name, out in (("network", f), ("linear", g)):
-                    rows.append((t, name, split, "loss", float(_loss(out, y, options.loss))))
-                    margin = out * y   # an output of exactly 0 counts as half an error
-                    rows.append((t, name, split, "error", float(((margin < 0).double() + 0.5 * (margin == 0)).mean())))
-                gap, size = float((f - g).norm()), float(f.norm())
-                # 0 at step 0 (both outputs 0); NaN once the network has diverged
-                disc = gap / size if size > 0 else 0.0 if gap == 0 else float("nan")
-                rows.append((t, "both", split, "discrepancy", disc if math.isfinite(disc) else float("nan")))
-                rows.append((t, "both", split, "output_distance", gap / len(y) ** 0.5))
-                rows.append((t, "network", split, "output_norm", size / len(y) ** 0.5))
-            if t in drift_at:
-                theta_t = ntk.empirical_ntk(net, drift_x, trained)
-                rows.append((t, "network", "train", "ntk_distance",
-                             float((theta_t - theta0).norm() / theta0.norm())))
+            _measure(rows, t, net, lin, splits, options.loss)
+        if t in drift_at:
+            theta_t = ntk.empirical_ntk(net, drift_x, trained)
+            rows.append((t, "network", "train", "ntk_distance", float((theta_t - theta0).norm() / theta0.norm())))
         if t == options.steps:
             break
-        if options.full_batch:
-            xb, yb, idx = x_train, y_train, None
-        else:
-            idx = batch_indices(t, n, bs, spec.seeds.data_order)
-            xb, yb = x_train[idx], y_train[idx]
+        idx = None if options.full_batch else batch_indices(t, n, bs, spec.seeds.data_order)
+        xb, yb = (x_train, y_train) if idx is None else (x_train[idx], y_train[idx])
+        if idx is not None:
             for opt in opts.values():
                 for group in opt.param_groups:
                     group["lr"] = lr_at(train_spec, t, ipe)
-        for name, out in (("network", lambda: net_out(xb, offset_train, idx)), ("linear", lambda: lin(xb).squeeze(1))):
-            loss = _loss(out(), yb, options.loss)
+        off = None if offset_train is None else offset_train if idx is None else offset_train[idx]
+        for name, model in (("network", net), ("linear", lin)):
+            out = model(xb).squeeze(1)
+            loss = _loss(out if name == "linear" or off is None else out - off, yb, options.loss)
             opts[name].zero_grad(set_to_none=True)
             loss.backward()
             opts[name].step()
