@@ -20,9 +20,13 @@ from ..train import TrainOptions
 from .verdict import Test, combine
 
 
+SEED_FIELDS = ("init", "data_order", "augment", "prune")
+
+
 @dataclass
 class Context:
-    """What every claim's measurement shares."""
+    """What every claim's measurement shares. ``replicates`` is the current look's number of
+    replicates (the runner raises it while a claim is inconclusive); ``looks`` the whole schedule."""
 
     store: Store
     replicates: int = 3
@@ -31,19 +35,48 @@ class Context:
     figures: Path | None = None           # where figures are written (SVG inlined in the page)
     overrides: dict[str, Any] = field(default_factory=dict)  # applied to every claim's spec (first looks, tests)
     data_root: str | None = None
-    cache: dict = field(default_factory=dict)   # studies shared by several claims
     log: Callable[[str], None] = lambda message: None
+    seed_offset: int = 0                  # added to every seed (seeds.*) of every spec: a fresh seed set
+    looks: tuple[int, ...] = (3,)
+    root_label: str = "ROOT"              # how commands on the page name the store (never an absolute path)
+    changes: dict[str, tuple[str, str]] = field(default_factory=dict)   # field -> (claim's value, used value)
+    _caches: dict[int, dict] = field(default_factory=dict)
+
+    @property
+    def cache(self) -> dict:
+        """Studies shared by several claims, at the current number of replicates."""
+        return self._caches.setdefault(self.replicates, {})
+
+    def spec(self, base):
+        """``base`` (a claim's spec) with the reproduction's changes: --set overrides and the seed
+        offset. What changed is recorded in ``changes``, for the page."""
+        from ..api import apply_overrides
+        from ..spec import flatten
+
+        spec = apply_overrides(base, self.overrides) if self.overrides else base
+        if self.seed_offset:
+            spec = spec.replace(**{f"seeds.{f}": getattr(spec.seeds, f) + self.seed_offset for f in SEED_FIELDS})
+        before, after = flatten(base.to_dict()), flatten(spec.to_dict())
+        for k in after:
+            if before.get(k) != after[k]:
+                self.changes[k] = (str(before.get(k)), str(after[k]))
+        return spec
 
     def figure_path(self, name: str) -> Path:
         folder = self.figures or (self.store.root / "reproduce" / "figures")
         folder.mkdir(parents=True, exist_ok=True)
         return folder / name
 
+    def set_flags(self) -> str:
+        """--set flags of the reproduction's changes (overrides, shifted seeds) for a claim's preset."""
+        out = [f"--set {k}={v}" for k, v in self.overrides.items()]
+        if self.seed_offset:
+            out += [f"--set seeds.{f}=<preset's + {self.seed_offset}>" for f in SEED_FIELDS]
+        return "".join(" " + x for x in out)
+
     def flags(self) -> str:
         """The command-line flags that recreate this context's studies."""
-        out = [f"--replicates {self.replicates}", f"--root {self.store.root}"]
-        out += [f"--set {k}={v}" for k, v in self.overrides.items()]
-        return " ".join(out)
+        return f"--replicates {self.replicates} --root {self.root_label}{self.set_flags()}"
 
 
 @dataclass
@@ -55,7 +88,7 @@ class Measurement:
     figures: list[Path] = field(default_factory=list)   # SVG files
     studies: list[str] = field(default_factory=list)    # keys in the store
     commands: list[str] = field(default_factory=list)   # CLI commands that recreate the studies
-    verdict: str | None = None                # set by claims whose rule is not "every test holds"
+    decide: Callable[[list[Test]], str] | None = None   # claims whose rule is not "every test holds"
     note: str = ""                            # what the verdict means at this scale
 
 
@@ -70,7 +103,7 @@ class Claim:
     paper_scale: str    # the preset (and hardware) that tests it at the paper's scale
 
     def verdict_of(self, m: Measurement) -> str:
-        return m.verdict or combine(t.verdict for t in m.tests)
+        return m.decide(m.tests) if m.decide else combine(t.verdict for t in m.tests)
 
 
 CLAIMS: dict[str, Claim] = {}
