@@ -207,3 +207,50 @@ def test_cli_lottery_branch_plot_results(tmp_path, capsys):
     for col in ("level", "density", "rewind_step", "branch", "replicate"):
         assert col in df.columns
     assert set(df.branch) == {"none", "reinit", "shuffle-layer"}
+
+
+def test_a_branch_trains_every_replicate_as_one_population_with_the_same_bits_as_one_at_a_time(tmp_path):
+    """Study.branch stacks every replicate and rewind step into one population (only seeds,
+    weights and masks differ); each run's key and bits are those it has when its replicate is
+    trained alone."""
+    import torch
+
+    from rewind.lottery import Study
+    from rewind.step import Step
+    from rewind.store import Store
+    from rewind.train import TrainOptions
+
+    spec = rewind.get_preset("mnist1d_resnet").spec.replace(
+        **{"train.steps": "40it", "train.milestones": "", "train.checkpoints": "0it,5it"})
+    opts, seen = TrainOptions(quiet=True), []
+
+    def branch_runs(root, together):
+        st = Study(spec, (Step(0, 0), Step(0, 5)), "mnist1d_resnet", Store(root))
+        st.run(1, replicates=2, options=opts)
+        if together:
+            return st.branch("noise", [1], {"scale": 1.0}, replicates=2, options=opts)
+        out = {}
+        for r in (1, 2):   # replicate 0, then replicate 1 alone
+            out.update(st.branch("noise", [1], {"scale": 1.0}, replicates=r, options=opts))
+        return out
+
+    import rewind.exec.plan as plan
+    real = plan.train_here
+
+    def spy(members, store, o):
+        seen.append(len(members))
+        return real(members, store, o)
+
+    plan.train_here, together = spy, None
+    try:
+        together = branch_runs(tmp_path / "a", True)
+    finally:
+        plan.train_here = real
+    alone = branch_runs(tmp_path / "b", False)
+    assert 4 in seen   # 2 replicates x 2 rewind steps in one population
+    assert sorted(map(str, together)) == sorted(map(str, alone)) and len(together) == 4
+    for k, run in together.items():
+        other = alone[k]
+        assert run.key == other.key
+        wa, wb = run.weights(40), other.weights(40)
+        assert all(torch.equal(wa[n], wb[n]) for n in wa)

@@ -1,6 +1,7 @@
 """rewind reproduce (claims, verdicts, the HTML report) and rewind report --study."""
 import io
 import math
+import re
 import shutil
 from contextlib import redirect_stdout
 from pathlib import Path
@@ -169,6 +170,24 @@ def test_an_inconclusive_claim_takes_more_replicates_and_ends_with_a_bound(fake_
         reproduce("C900", replicates=5, max_replicates=4, root=tmp_path / "runs", out=tmp_path / "o2")
 
 
+def test_the_statistics_claims_are_judged_on():
+    from rewind.reproduce.early_claims import _departures
+    from rewind.reproduce.lottery_claims import spearman, trend
+
+    assert trend([-3.0, -2.0, -1.0]) == pytest.approx(1.0)           # C7: damage shrinking by 1 point per k step
+    assert trend([-1.0, -1.0, -1.0]) == pytest.approx(0.0) and math.isnan(trend([1.0, float("nan"), 2.0]))
+    assert spearman([0.1, 0.5, 0.9], [90.0, 95.0, 97.0]) == pytest.approx(1.0)     # C22
+    assert spearman([0.9, 0.5, 0.1], [90.0, 95.0, 97.0]) == pytest.approx(-1.0)
+    assert math.isnan(spearman([0.5, 0.5, 0.5], [1.0, 2.0, 3.0]))                   # no variation: no correlation
+    # C16/C17: a departure of 0 (never within) or None (still within at the end) is not a time
+    table = pd.DataFrame({"replicate": [0, 0, 0, 1, 1, 1], "lr": [1.0, 2.0, 4.0] * 2,
+                          "departure_train": [400, 200, 100, 0, 210, None]})
+    deps = _departures(table, "lr", [1.0, 2.0, 4.0])
+    assert list(deps.loc[0]) == [400.0, 200.0, 100.0] and deps.loc[1].isna().tolist() == [True, False, True]
+    slope = np.polyfit(np.log([1.0, 2.0, 4.0]), np.log(deps.loc[0].to_numpy()), 1)[0]
+    assert slope == pytest.approx(-1.0)
+
+
 # ---- claims judged on constructed study tables --------------------------------------------------
 
 class _Prune:
@@ -252,14 +271,15 @@ def test_c2_on_constructed_tables(tmp_path):
 
 @pytest.fixture(scope="module")
 def quick_report(tmp_path_factory):
-    """rewind reproduce --claims C1,C12 --quick on 60-iteration runs, and the same command again."""
+    """rewind reproduce --quick on 60-iteration runs (every claim, 2 replicates: about two minutes),
+    and the same command again."""
     base = tmp_path_factory.mktemp("reproduce")
     root, out = base / "runs", base / "out"
-    code, text = run_cli("reproduce", "--claims", "C12,C1", *QUICK, "--root", str(root), "--out", str(out))
+    code, text = run_cli("reproduce", *QUICK, "--root", str(root), "--out", str(out))
     assert code == 0, text
     runs_after_first = sorted(p.name for p in root.iterdir())
     first_csv = (out / "claims.csv").read_text()
-    code, again = run_cli("reproduce", "--claims", "C1,C12", *QUICK, "--root", str(root), "--out", str(out))
+    code, again = run_cli("reproduce", *QUICK, "--root", str(root), "--out", str(out))
     assert code == 0
     return {"root": root, "out": out, "text": text, "again": again, "runs": runs_after_first, "csv": first_csv}
 
@@ -267,22 +287,45 @@ def quick_report(tmp_path_factory):
 def test_reproduce_writes_table_page_and_results(quick_report):
     out, root = quick_report["out"], quick_report["root"]
     table = pd.read_csv(out / "claims.csv")
-    assert list(table["claim"]) == ["C1", "C12"]  # the papers' order, whatever order was asked
+    assert list(table["claim"]) == rewind.reproduce.claim_ids() and len(table) >= 24   # the papers' order
     assert set(table["verdict"]) <= {HELD, NOT_HELD, INCONCLUSIVE}
     # 60 iterations cannot reach the published 68% / 94%: C12 must say not held, with the numbers
     assert table.set_index("claim").loc["C12", "verdict"] == NOT_HELD
     tests = pd.read_csv(out / "tests.csv")
-    assert set(tests["claim"]) == {"C1", "C12"} and len(tests[tests.claim == "C12"]) == 2
+    assert set(tests["claim"]) == set(table["claim"]) and len(tests[tests.claim == "C12"]) == 2
     html = (out / "index.html").read_text()
-    assert html.count('class="claim-row"') == 2 and "<svg" in html and "http://" not in html.replace(
+    assert html.count('class="claim-row"') == len(table) and "<svg" in html and "http://" not in html.replace(
         "http://www.w3.org", "")
     assert "train.steps=60it" in html  # the page says the specs were changed
     assert "wrote" in quick_report["text"] and str(out / "index.html") in quick_report["text"]
     df = rewind.results(root)
     claims = df[df["kind"] == "claim"]
-    assert set(claims["claim"]) == {"C1", "C12"}
+    assert set(claims["claim"]) == set(table["claim"])
     c12 = claims[(claims["claim"] == "C12") & (claims["metric"] == "mean")]
     assert len(c12) == 2 and (c12["value"] < -1).all() and set(c12["claim_verdict"]) == {NOT_HELD}
+
+
+@pytest.mark.parametrize("claim", sorted(rewind.reproduce.claim_ids()))
+def test_every_claim_measures_judges_and_says_how_to_recreate_it(quick_report, claim):
+    """Each registered claim, run end to end at 60 iterations: every test has one value per
+    replicate, a verdict and a sentence; the studies it names are in the store; its commands
+    are rewind commands that name the store relatively (never an absolute path of the machine)."""
+    tests = pd.read_csv(quick_report["out"] / "tests.csv")
+    mine = tests[tests["claim"] == claim]
+    assert len(mine) >= 1 and set(mine["verdict"]) <= {HELD, NOT_HELD, INCONCLUSIVE}
+    assert (mine["n"] + mine["dropped"] == 2).all() and mine["sentence"].str.len().gt(20).all()
+    assert mine["false_held"].dropna().le(0.055).all()
+    row = pd.read_csv(quick_report["out"] / "claims.csv").set_index("claim").loc[claim]
+    assert row["replicates"] == 2 and row["seeds"].startswith("replicate r uses")
+    html = (quick_report["out"] / "index.html").read_text()
+    section = html.split(f'id="{claim}"')[1].split('<section id=')[0]
+    commands = re.findall(r"(?:^|<code>)(rewind [^\n<]+)", section, flags=re.M)
+    assert commands and all(str(quick_report["root"]) not in c and "/tmp" not in c for c in commands)
+    keys = str(row["studies"]).split() if isinstance(row["studies"], str) else []
+    root = quick_report["root"]
+    for key in keys:
+        assert any((root / where / name).exists() for where in ("", "studies", "linear")
+                   for name in (key, f"{key}.json")), key
 
 
 def test_outputs_are_readable_by_the_group_as_ordinary_files(quick_report):
@@ -403,7 +446,7 @@ def test_report_in_a_browser(quick_report, tmp_path):
     page = quick_report["out"] / "index.html"
     seen = _browser_check(page, tmp_path / "shot.png")
     assert seen["errors"] == []
-    assert seen["rows"] == 2  # one row per claim requested
+    assert seen["rows"] == len(rewind.reproduce.claim_ids())  # one row per claim
     assert seen["sizes"] and all(b and b["width"] > 50 and b["height"] > 50 for b in seen["sizes"])
     assert [u for u in seen["requests"] if not u.startswith("file:")] == []  # nothing from the network
     assert _not_blank(tmp_path / "shot.png")

@@ -69,9 +69,9 @@ def scale(inp: BranchInput, factor: float = 0.5) -> BranchOutput:
                 "Trained for 300 iterations, the bottleneck MLP classifies four Gaussian blobs far above chance (25%).",
                 "Test accuracy minus 25 points, per replicate, > 0.", "none: the claim is about this toy task")
 def x1(ctx) -> Measurement:
-    spec = rewind.get_preset("mnist1d_mlp").spec.replace(**{
+    spec = ctx.spec(rewind.get_preset("mnist1d_mlp").spec.replace(**{
         "data.name": "blobs", "data.batch_size": 50, "model.name": "bottleneck_mlp", "model.widths": "32",
-        "train.steps": "300it", "train.milestones": "", "train.lr": 0.05, **ctx.overrides})
+        "train.steps": "300it", "train.milestones": "", "train.lr": 0.05}))
     runs = rewind.train(spec, replicates=ctx.replicates, root=ctx.store.root, options=ctx.options)
     acc = [100 * r.summary()["final"]["test_accuracy"] for r in runs]
     return Measurement([Test("test accuracy above chance", [a - 25 for a in acc], ">", 0.0)],

@@ -350,11 +350,12 @@ class Study:
         """Train branch ``kind`` at each level for every replicate and rewind step of the study."""
         full = coerce_params(get_branch(kind), params or {})
         points = self.start_points(levels, replicates, rewinds, kind, full, options)
-        groups: dict[str, list[tuple[tuple, Member]]] = {}
+        groups: dict[tuple, list[tuple[tuple, Member]]] = {}
         for pt in points:
             member = Member(pt.spec, kind="branch", preset=self.preset, init=pt.weights, mask=pt.mask,
                             start=pt.start, origin=pt.labels)
-            groups.setdefault(pt.spec.hash, []).append((pt.key, member))
+            s = pt.spec   # one population for every replicate and rewind step (only seeds, weights, masks differ)
+            groups.setdefault((s.data, s.model, s.train, s.pretrain), []).append((pt.key, member))
         result, index = {}, {}
         opts = self._opts(options)
         for items in groups.values():

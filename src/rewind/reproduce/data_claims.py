@@ -196,8 +196,8 @@ def c21(ctx: Context) -> Measurement:
     short = Step(0, max(1, ks[-1].it // 4))
     name = f"easiest-grid-{size}-{short}"
     if name not in ctx.cache:
-        scores = ScoreSet(spec, "el2n", default_at("el2n", spec, ipe, total), 3 if ctx.quick else SCORE_REPLICATES,
-                          PRESET, ctx.store, ctx.data_root)
+        scores = ScoreSet(spec, "el2n", default_at("el2n", spec, ipe, total), _score_replicates(ctx), PRESET,
+                          ctx.store, ctx.data_root)
         scores.compute(ctx.options)
         ctx.cache["el2n-key"] = scores.key
     key = ctx.cache["el2n-key"]
@@ -211,7 +211,11 @@ def c21(ctx: Context) -> Measurement:
                f"({(easy - sup).mean():+.2f} against the full data)",
         _setting(ctx, grid, level) + f"; EL2N scores {key}", _show(table, level), [], _keys(grid),
         [f"rewind diet-lottery --preset {PRESET} --sizes {size} --orders easiest,random --steps {short} "
-         f"--levels {level} --score-replicates {SCORE_REPLICATES} {ctx.flags()}"])
+         f"--levels {level} --score-replicates {_score_replicates(ctx)} {ctx.flags()}"])
+
+
+def _score_replicates(ctx: Context) -> int:
+    return 3 if ctx.quick else SCORE_REPLICATES
 
 
 CRITICAL_PRESET = "mnist1d_mlp"

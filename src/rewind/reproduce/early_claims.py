@@ -99,6 +99,7 @@ SWEEP_DIM, SWEEP_WIDTH = 25, 1024       # C16, C17: where a departure at 0.1 is 
 SWEEP_LRS = (0.5, 1.0, 2.0, 4.0)
 SWEEP_DIMS = (25, 50)
 EXPONENT_MARGIN = 0.2
+QUICK_NTK = 200                          # --quick: the NTK fitted on fewer inputs
 
 
 def _hu_spec(ctx: Context, dim: int, width: int):
@@ -113,7 +114,7 @@ def _sweep(ctx: Context, dim: int, width: int, lrs=(0.0,), steps: int | None = N
     if name not in ctx.cache:
         spec = _hu_spec(ctx, dim, width)
         _, _, total = check_spec(spec, TrainOptions(data_root=ctx.data_root))
-        options = HuOptions(steps=steps or total)
+        options = HuOptions(steps=steps or total, ntk_samples=QUICK_NTK if ctx.quick else 500)
         ctx.cache[name] = linear_sweep(spec, options, [None], list(lrs), ctx.replicates, ctx.store.root, HU_PRESET,
                                        ctx.data_root) + (steps or total,)
     return ctx.cache[name]
@@ -164,7 +165,8 @@ def _departures(table: pd.DataFrame, by: str, values) -> pd.DataFrame:
     (never within the threshold, or still within at the end)."""
     t = table.assign(dep=[float(d) if d is not None and d == d and d > 0 else float("nan")
                           for d in table["departure_train"]])
-    return t.pivot_table(index="replicate", columns=by, values="dep", aggfunc="mean").reindex(columns=list(values))
+    return (t.pivot_table(index="replicate", columns=by, values="dep", aggfunc="mean", dropna=False)
+            .reindex(index=sorted(set(t["replicate"])), columns=list(values)))
 
 
 @register_claim(
@@ -246,7 +248,8 @@ def c18(ctx: Context) -> Measurement:
         spec = preset_spec(ctx, preset)
         _, _, total = check_spec(spec, TrainOptions(data_root=ctx.data_root))
         steps = min(total, 500) if ctx.quick else total
-        table, curves = linear_sweep(spec, HuOptions(steps=steps), [None], [0.0], ctx.replicates, ctx.store.root,
+        options = HuOptions(steps=steps, ntk_samples=QUICK_NTK if ctx.quick else 500)
+        table, curves = linear_sweep(spec, options, [None], [0.0], ctx.replicates, ctx.store.root,
                                      preset, ctx.data_root)
         tests.append(Test(f"{preset}: minimum discrepancy", table["discrepancy_min"], "<", HU_THRESHOLD, ""))
         rows.append({"preset": preset, "step 1": f"{table['discrepancy_step1'].mean():.3f}",

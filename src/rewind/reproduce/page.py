@@ -85,6 +85,8 @@ def claims_page(out: Path, results, ctx, seconds: float, tests: pd.DataFrame | N
             f"undecided at the cap (each with the bound the data give); replicates per claim: "
             f"{', '.join(map(str, n_used))} (looks at {', '.join(map(str, ctx.looks))}){' (quick)' if ctx.quick else ''}; "
             f"{seeds_text(ctx)}; {seconds / 60:.1f} min.")
+    if ctx.root_label == "ROOT":
+        text += " The commands name the store as ROOT (its path on the machine that ran this is not shown)."
     if ctx.overrides:
         text += " Every spec was changed by " + ", ".join(f"{k}={v}" for k, v in ctx.overrides.items()) + \
                 " (each claim lists what changed in its setting)."

@@ -88,7 +88,7 @@ def _measure(claim: Claim, ctx: Context, store: Store) -> ClaimResult:
         if verdict != INCONCLUSIVE:
             break
         if n != ctx.looks[-1]:
-            ctx.log(f"{claim.id}: inconclusive at {n} replicates; measuring more")
+            ctx.log(f"{claim.id}: inconclusive at {n} replicates ({m.summary}); measuring more")
     result = ClaimResult(claim, m, verdict, time.time() - t0, n, ctx.looks, tuple(trail), dict(ctx.changes),
                          seeds_used(ctx, n))
     _record(store, result, ctx)
