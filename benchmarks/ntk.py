@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 
 import rewind
-from rewind.analysis import ntk
-from rewind.analysis.hu import AffineKernelModel, _loss, binary_task
+from rewind.analysis.linear_model import ntk
+from rewind.analysis.linear_model.hu import AffineKernelModel, _loss, binary_task
 from rewind.models import create_model
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from rewind.analysis.hu import departure, summarise
+from rewind.analysis.linear_model.hu import departure, summarise
 
 THRESHOLDS = (0.1, 0.2, 0.3)
 

@@ -92,7 +92,7 @@ class Accepted(BaseException):
 def stubbed(monkeypatch):
     import importlib
 
-    from rewind.analysis import linear
+    from rewind.analysis.linear_model import offset as linear
     from rewind.lottery import study
     from rewind.train import check_spec
 
@@ -111,7 +111,7 @@ def stubbed(monkeypatch):
     monkeypatch.setattr(study, "train_population", stub)
     monkeypatch.setattr(importlib.import_module("rewind.analysis.instability"), "train_population", stub)
     monkeypatch.setattr(linear, "linear_comparison", linear_stub)
-    monkeypatch.setattr(importlib.import_module("rewind.analysis.hu"), "hu_comparison", linear_stub)
+    monkeypatch.setattr(importlib.import_module("rewind.analysis.linear_model.hu"), "hu_comparison", linear_stub)
 
 
 COMMANDS = {
@@ -299,8 +299,8 @@ def stubbed_everywhere(monkeypatch):
     monkeypatch.setattr(plan, "train_here", train_here)
     monkeypatch.setattr(importlib.import_module("rewind.exec.raycluster"), "connect", accept)
     monkeypatch.setattr(subprocess, "call", accept)
-    monkeypatch.setattr(importlib.import_module("rewind.analysis.hu"), "compare_hu", accept)
-    monkeypatch.setattr(importlib.import_module("rewind.analysis.linear"), "compare", accept)
+    monkeypatch.setattr(importlib.import_module("rewind.analysis.linear_model.hu"), "compare_hu", accept)
+    monkeypatch.setattr(importlib.import_module("rewind.analysis.linear_model.offset"), "compare", accept)
 
 
 def _listing(folder):

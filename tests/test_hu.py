@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import rewind
-from rewind.analysis import ntk
-from rewind.analysis.hu import Antisymmetric, HuOptions, binary_task, compare_hu, departure, sphere
+from rewind.analysis.linear_model import ntk
+from rewind.analysis.linear_model.hu import Antisymmetric, HuOptions, binary_task, compare_hu, departure, sphere
 from rewind.cli import main
 from rewind.data import load_data
 from rewind.models import create_model

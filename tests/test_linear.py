@@ -1,7 +1,7 @@
 import torch
 
 import rewind
-from rewind.analysis.linear import OffsetLinear, compare, parting
+from rewind.analysis.linear_model.offset import OffsetLinear, compare, parting
 from rewind.cli import main
 from rewind.models import create_model
 

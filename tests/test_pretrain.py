@@ -17,7 +17,7 @@ from rewind.step import Step, parse_steps
 from rewind.store import Store, tensor_digest
 from rewind.train import Member, TrainOptions
 from rewind.exec import train_population
-from rewind.train.pretrain import after_pretraining, head_seed, pretraining_spec
+from rewind.train.pretraining_run import after_pretraining, head_seed, pretraining_spec
 
 SHORT = {"train.steps": "120it", "train.eval_every": "0it", "train.milestones": "60it", "model.widths": "24,24"}
 
@@ -333,7 +333,7 @@ def test_pretraining_from_the_command_line_and_bad_input(tmp_path, capsys):
 
 
 def test_the_grid_runs_every_kind_and_length_beside_supervised_rewinding(tmp_path, capsys):
-    from rewind.lottery.pretrain import PretrainGrid
+    from rewind.lottery.pretrain_grid import PretrainGrid
     from rewind.report import plot_pretrain, pretrain_summary
 
     spec = spec_of(**{"train.steps": "80it", "train.milestones": ""})

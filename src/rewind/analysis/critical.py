@@ -2,7 +2,7 @@
 inputs, random labels, a subset...) during the first P iterations of ordinary training, removed
 after; the final accuracy against P shows whether an early deficit does lasting harm.
 
-Each P is one spec with ``pretrain.deficit`` set (train/pretrain.py): the deficit run and the
+Each P is one spec with ``pretrain.deficit`` set (train/pretraining_run.py): the deficit run and the
 run that continues from it with the same optimizer state are together one ordinary run whose
 data changes at P. P = 0 is ordinary training.
 """

@@ -94,7 +94,7 @@ def _diet_lottery_args(p) -> None:
 def diet_lottery(args) -> int:
     from ..analysis.diet import default_at
     from ..analysis.scores import ScoreSet
-    from ..lottery.pretrain import PretrainGrid, diet_variants
+    from ..lottery.pretrain_grid import PretrainGrid, diet_variants
     from ..store import Store
     from ..train import check_spec
 

@@ -63,7 +63,7 @@ def _hu_args(p) -> None:
 
 def _hu_setup(args, preset: str):
     """Spec, preset name and HuOptions from the arguments of linear and linear-sweep."""
-    from ..analysis.hu import HuOptions
+    from ..analysis.linear_model.hu import HuOptions
     from ..data import iterations_per_epoch, load_data, require_in_memory
     from ..train import TrainOptions, check_spec
 
@@ -109,7 +109,7 @@ def linear(args) -> int:
 
     if args.model_of == "offset":
         return _linear_offset(args)
-    from ..analysis.hu import curve_table, hu_comparison, summarise
+    from ..analysis.linear_model.hu import curve_table, hu_comparison, summarise
     from ..spec import replicate_spec
     from ..store import Store
 
@@ -146,7 +146,7 @@ def linear(args) -> int:
 def _linear_offset(args) -> int:
     import pandas as pd
 
-    from ..analysis.linear import curve_table, linear_comparison, parting
+    from ..analysis.linear_model.offset import curve_table, linear_comparison, parting
     from ..data import iterations_per_epoch, load_data
     from ..spec import parse_schedule, replicate_spec
     from ..store import Store
@@ -213,7 +213,7 @@ def sweep_values(text: str | None, flag: str, kind) -> list:
                                        "learning rate", arguments=_sweep_args, fields=True,
                   example="rewind linear-sweep --widths 256,1024,4096 --lrs 0.5,1,2 --full-batch --csv sweep.csv")
 def linear_sweep(args) -> int:
-    from ..analysis.hu import linear_sweep as sweep
+    from ..analysis.linear_model.hu import linear_sweep as sweep
     from ..store import Store
 
     widths, lrs = sweep_values(args.widths, "--widths", int), sweep_values(args.lrs, "--lrs", float)

@@ -46,7 +46,7 @@ def _study_args(p) -> None:
                                        "--steps 0it,200it --levels 3 --plot pretrain")
 def pretrain_study(args) -> int:
     from ..data import load_data
-    from ..lottery.pretrain import PretrainGrid
+    from ..lottery.pretrain_grid import PretrainGrid
     from ..store import Store
 
     spec, name = common.spec_of(args, pretrain=False)

@@ -5,7 +5,7 @@ from .instability import instability_summary, plot_instability
 from .lottery import lottery_summary, paired_differences, plot_lottery
 from .masks import plot_masks
 from .pai import plot_pai
-from .pretrain import plot_critical, plot_pretrain, pretrain_summary
+from .pretrain_figures import plot_critical, plot_pretrain, pretrain_summary
 from .scores import plot_diet, plot_example_lmc, plot_scores
 
 __all__ = ["Plot", "plot_masks", "plot_pai", "plot_timeline", "plot_hu", "plot_departure", "plot_linear", "instability_summary", "lottery_summary", "paired_differences", "plot_instability", "plot_lottery",

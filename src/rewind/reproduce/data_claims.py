@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..lottery.pretrain import PretrainGrid, diet_variants
+from ..lottery.pretrain_grid import PretrainGrid, diet_variants
 from ..presets import get_preset
 from ..step import Step
 from ..train import TrainOptions, check_spec

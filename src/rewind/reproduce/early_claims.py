@@ -108,7 +108,7 @@ def _hu_spec(ctx: Context, dim: int, width: int):
 
 
 def _sweep(ctx: Context, dim: int, width: int, lrs=(0.0,), steps: int | None = None):
-    from ..analysis.hu import HuOptions, linear_sweep
+    from ..analysis.linear_model.hu import HuOptions, linear_sweep
 
     name = ("hu", dim, width, tuple(lrs), steps)
     if name not in ctx.cache:
@@ -241,7 +241,7 @@ DEEP_PRESETS = ("mnist1d_binary_mlp", "mnist1d_binary_cnn")
     "same threshold as C11. Both must hold.",
     "cifar10_cats_horses_mlp and cifar10_cats_horses_cnn, the paper's task (GPU for the CNN)")
 def c18(ctx: Context) -> Measurement:
-    from ..analysis.hu import HuOptions, linear_sweep
+    from ..analysis.linear_model.hu import HuOptions, linear_sweep
 
     tests, rows, runs = [], [], []
     for preset in DEEP_PRESETS:

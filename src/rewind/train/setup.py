@@ -116,7 +116,7 @@ def pretraining_too_long(spec: Spec, ipe: int, total: int) -> SpecError:
 
 def pretraining_run(spec: Spec, start: int, ipe: int, total: int) -> bool:
     """Whether a run of ``spec`` starting at ``start`` is the pretraining part of its spec (a
-    spec with a pretrain section is trained as two runs: train/pretrain.py)."""
+    spec with a pretrain section is trained as two runs: train/pretraining_run.py)."""
     if not spec.pretrain.kind:
         return False
     k = spec.pretrain.steps.iterations(ipe)

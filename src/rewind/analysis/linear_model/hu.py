@@ -4,7 +4,7 @@ The task is binary (two classes, labels -1 / +1) and the network has one output.
 centred with the training mean and scaled to norm sqrt(d) per example (the paper's
 assumption: centred data with ||x||^2 about d). The linear model is f_lin(x) = beta . psi(x),
 psi(x) = [sqrt(alpha) x / sqrt(d); sqrt(b)], beta = 0 at the start, its kernel alpha X X^T / d
-+ b 1 1^T the affine approximation of the network's NTK at initialisation (analysis/ntk.py):
++ b 1 1^T the affine approximation of the network's NTK at initialisation (analysis/linear_model/ntk.py):
 ``closed-form`` (two_layer networks: the activation's constants) or ``fitted`` (least squares
 to the empirical NTK on ``ntk_samples`` training inputs; any model).
 
@@ -35,13 +35,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..store.records import LINEAR_META, read_record, read_table
-from ..data import batch_indices, iterations_per_epoch, load_data, require_in_memory
-from ..models import create_model
-from ..spec import Spec, SpecError
-from ..store import atomic_write_text
-from ..train.member import dtype_of
-from ..train.optim import lr_at, make_optimizer
+from ...store.records import LINEAR_META, read_record, read_table
+from ...data import batch_indices, iterations_per_epoch, load_data, require_in_memory
+from ...models import create_model
+from ...spec import Spec, SpecError
+from ...store import atomic_write_text
+from ...train.member import dtype_of
+from ...train.optim import lr_at, make_optimizer
 from . import ntk
 
 MODELS_OF = ("fitted", "closed-form")
@@ -306,7 +306,7 @@ def curve_table(rows: pd.DataFrame) -> pd.DataFrame:
 def linear_sweep(spec: Spec, options: HuOptions, widths, lrs, replicates: int, root, preset: str | None = None,
                  data_root=None, progress=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Departure table (one row per width, learning rate and replicate) and the curves behind it."""
-    from ..spec import replicate_spec
+    from ...spec import replicate_spec
 
     table, curves = [], []
     for width in widths:

@@ -1,4 +1,4 @@
-"""Pretraining as a plan of two runs (train/pretrain.py says what each run is): the pretraining
+"""Pretraining as a plan of two runs (train/pretraining_run.py says what each run is): the pretraining
 runs are trained, or found in the store, as one population, and each member is replaced by one that
 starts at iteration k from its pretrained weights."""
 from __future__ import annotations
@@ -12,7 +12,7 @@ from ..spec import SpecError
 from ..store import Store
 from ..train.member import Member, TrainOptions
 from ..train.setup import check_spec, pretraining_too_long
-from ..train.pretrain import after_pretraining, pretraining_spec
+from ..train.pretraining_run import after_pretraining, pretraining_spec
 from .plan import train_population
 
 

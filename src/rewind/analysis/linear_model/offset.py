@@ -32,14 +32,14 @@ import pandas as pd
 import torch
 from torch.nn import functional as F
 
-from ..store.records import read_table
-from ..data import batch_indices, iterations_per_epoch, load_data, require_in_memory
-from ..models import create_model
-from ..spec import Spec, probe_steps
-from ..store import atomic_write_text
-from ..train.evaluate import evaluate_examples
-from ..train.member import dtype_of
-from ..train.optim import lr_at, make_optimizer
+from ...store.records import read_table
+from ...data import batch_indices, iterations_per_epoch, load_data, require_in_memory
+from ...models import create_model
+from ...spec import Spec, probe_steps
+from ...store import atomic_write_text
+from ...train.evaluate import evaluate_examples
+from ...train.member import dtype_of
+from ...train.optim import lr_at, make_optimizer
 
 
 class OffsetLinear(torch.nn.Module):
