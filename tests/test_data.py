@@ -35,6 +35,36 @@ def test_a_damaged_mnist1d_cache_is_rebuilt(tmp_path):
     assert torch.equal(rebuilt.x_train, good.x_train)
 
 
+def test_an_overwritten_mnist1d_cache_is_generated_again_not_trained_on(tmp_path, monkeypatch):
+    """Someone's arrays of the right shapes written over the cache file would otherwise be trained
+    on under MNIST-1D's name and run keys: the SHA-256 kept beside the cache catches it."""
+    import pytest
+
+    from rewind.data import embedded
+    from rewind.errors import RewindWarning
+
+    core._DATA_CACHE.clear()
+    good = load_data(DataSpec("mnist1d"), tmp_path)
+    [cache] = tmp_path.glob("*.npz")
+    assert (tmp_path / (cache.name + ".sha256")).exists()
+
+    def never(arguments):
+        raise AssertionError("generated again although the cache is intact")
+
+    monkeypatch.setattr(embedded, "_generate_mnist1d", never)   # an intact cache is read, not regenerated
+    core._DATA_CACHE.clear()
+    assert torch.equal(load_data(DataSpec("mnist1d"), tmp_path).x_train, good.x_train)
+    monkeypatch.undo()
+    with np.load(cache) as z:
+        other = {k: np.zeros_like(z[k]) for k in z.files}
+    with open(cache, "wb") as fh:
+        np.savez(fh, **other)
+    core._DATA_CACHE.clear()
+    with pytest.warns(RewindWarning, match="not the file rewind generated"):
+        again = load_data(DataSpec("mnist1d"), tmp_path)
+    assert torch.equal(again.x_train, good.x_train) and torch.equal(again.y_train, good.y_train)
+
+
 def test_digits_split_is_fixed_by_its_seed():
     a = load_data(DataSpec("digits", split_seed=0))
     b = load_data(DataSpec("digits", split_seed=1))

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from .. import rng
+from ..errors import notice
 from ..spec import DataSpec
 from .tensors import InMemoryData
 
@@ -60,28 +61,55 @@ def _cache_name(arguments: dict) -> str:
     return f"mnist1d-v1-{arguments['train_size']}-{arguments['test_size']}-{digest}.npz"
 
 
+def _file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _read_cache(path: Path, arguments: dict) -> dict[str, np.ndarray] | None:
+    """The cached arrays, or None when they must be generated again: no cache, a damaged one, or
+    one whose bytes are not those rewind wrote (its SHA-256 is kept beside it). A cache someone
+    overwrote with other data would otherwise be trained on under MNIST-1D's name and keys."""
+    seal = path.with_name(path.name + ".sha256")
+    if not path.exists():
+        return None
+    try:
+        if not seal.exists() or seal.read_text().strip() != _file_sha256(path):
+            if seal.exists():
+                notice(f"{path} is not the file rewind generated (its SHA-256 differs from {seal.name}): "
+                       "MNIST-1D is generated again. Your own arrays go in with data.name=npz data.path=FILE.")
+            return None
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in ("x", "y", "x_test", "y_test")}
+    except (OSError, ValueError, KeyError, EOFError):
+        return None  # a damaged cache is rebuilt, not trusted
+    if len(arrays["y"]) != arguments["train_size"] or len(arrays["y_test"]) != arguments["test_size"]:
+        return None
+    return arrays
+
+
+def _write_cache(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
+    os.close(fd)
+    with open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+    digest = _file_sha256(Path(tmp))
+    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".sha256.tmp")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(digest + "\n")
+    os.replace(tmp, path.with_name(path.name + ".sha256"))
+
+
 def mnist1d(spec: DataSpec, root: Path) -> InMemoryData:
     """MNIST-1D, generated once per set of generator arguments and cached under the data root
-    (a damaged cache file is generated again, never trusted)."""
+    with its SHA-256 beside it (a damaged or altered cache file is generated again, never trusted)."""
     arguments = mnist1d_arguments(spec)
     path = root / _cache_name(arguments)
-    arrays = None
-    if path.exists():
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in ("x", "y", "x_test", "y_test")}
-            if len(arrays["y"]) != arguments["train_size"] or len(arrays["y_test"]) != arguments["test_size"]:
-                arrays = None
-        except (OSError, ValueError, KeyError, EOFError):
-            arrays = None  # a damaged cache is rebuilt, not trusted
+    arrays = _read_cache(path, arguments)
     if arrays is None:
         arrays = _generate_mnist1d(arguments)
-        root.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=root, suffix=".npz.tmp")
-        os.close(fd)
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.replace(tmp, path)
+        _write_cache(path, arrays)
     return InMemoryData(
         name="mnist1d",
         x_train=torch.from_numpy(arrays["x"]).float(),
