@@ -23,7 +23,7 @@ from typing import Callable, Iterator
 import torch
 
 from ..spec import PruneSpec, SpecError, register_criterion_catalogue, register_identity
-from .masks import Mask, prune_groups
+from .masks import Mask, keep_top, prune_groups
 
 
 @dataclass
@@ -84,25 +84,6 @@ def get_criterion(name: str) -> Criterion:
 register_criterion_catalogue(lambda name: name in CRITERIA, lambda: sorted(CRITERIA))
 
 
-def _keep_top(scores: dict[str, torch.Tensor], mask: Mask, names: list[str], keep: int) -> None:
-    """Keep the ``keep`` highest-scoring weights of the pool ``names`` (pruned weights rank lowest,
-    ties by position: the earlier weight goes first)."""
-    flat = torch.cat([torch.where(mask[n], scores[n].detach().double(), torch.full(mask[n].shape, -torch.inf,
-                                                                                    dtype=torch.float64)).flatten()
-                      for n in names])
-    n_prune = flat.numel() - keep
-    if n_prune <= 0:
-        return
-    order = torch.sort(flat, stable=True).indices
-    kept = torch.ones(flat.numel(), dtype=torch.bool)
-    kept[order[:n_prune]] = False
-    offset = 0
-    for n in names:
-        size = mask[n].numel()
-        mask[n] = mask[n] & kept[offset:offset + size].view_as(mask[n])
-        offset += size
-
-
 def prune(criterion: Criterion, inp: ScoreInput, spec: PruneSpec, kind_of: Callable[[str], str],
           level: int | None = None, density: float | None = None, mask_model=None) -> Mask:
     """The mask of ``level`` (each pool keeps round(N (1 - p)^level)) or, one-shot, at ``density``
@@ -129,7 +110,7 @@ def prune(criterion: Criterion, inp: ScoreInput, spec: PruneSpec, kind_of: Calla
         for (names, _), have, target in zip(groups, start, targets):
             # exponential schedule from the pool's current count to its target (one round: the target)
             keep = target if r == rounds else round(have * (target / max(have, 1)) ** (r / rounds))
-            _keep_top(scores, mask, names, keep)
+            keep_top(scores, mask, names, keep)
         if mask_model is not None and r < rounds:
             mask_model(mask)
     return mask

@@ -61,22 +61,28 @@ def prune_groups(spec: PruneSpec, names: list[str], kind_of: Callable[[str], str
     return groups
 
 
-def _keep_top(weights: dict[str, torch.Tensor], mask: Mask, names: list[str], keep: int) -> None:
-    scores = torch.cat([
-        torch.where(mask[n], weights[n].detach().abs().float(), torch.full_like(weights[n], -1.0, dtype=torch.float32)).flatten()
-        for n in names
-    ])
-    n_prune = scores.numel() - keep
+def keep_top(scores: dict[str, torch.Tensor], mask: Mask, names: list[str], keep: int) -> None:
+    """Keep the ``keep`` highest-scoring weights of the pool ``names`` in ``mask`` (in place; pruned
+    weights rank lowest, ties by position: the earlier weight goes first). Scores are compared in
+    float64, so float32 magnitudes rank exactly as they are."""
+    flat = torch.cat([torch.where(mask[n], scores[n].detach().double(), torch.full(mask[n].shape, -torch.inf,
+                                                                                    dtype=torch.float64)).flatten()
+                      for n in names])
+    n_prune = flat.numel() - keep
     if n_prune <= 0:
         return
-    order = torch.sort(scores, stable=True).indices
-    flat_keep = torch.ones(scores.numel(), dtype=torch.bool)
-    flat_keep[order[:n_prune]] = False
+    order = torch.sort(flat, stable=True).indices
+    kept = torch.ones(flat.numel(), dtype=torch.bool)
+    kept[order[:n_prune]] = False
     offset = 0
     for n in names:
         size = mask[n].numel()
-        mask[n] = mask[n] & flat_keep[offset:offset + size].view_as(mask[n])
+        mask[n] = mask[n] & kept[offset:offset + size].view_as(mask[n])
         offset += size
+
+
+def _keep_top(weights: dict[str, torch.Tensor], mask: Mask, names: list[str], keep: int) -> None:
+    keep_top({n: weights[n].abs() for n in names}, mask, names, keep)
 
 
 def magnitude_prune(weights: dict[str, torch.Tensor], mask: Mask, spec: PruneSpec, level: int,
