@@ -82,3 +82,19 @@ def test_empty_store(tmp_path):
 def test_presets_command():
     code, out = run_cli("presets")
     assert code == 0 and "mnist1d_mlp" in out and "digits_cnn" in out
+
+
+def test_every_commands_help_ends_with_an_example_that_names_the_command():
+    """`rewind NAME --help` shows an example command line for every built-in command."""
+    from rewind.cli import build_parser
+    from rewind.cli.registry import COMMANDS
+
+    build_parser()   # registers every built-in command
+    builtin = [c for c in COMMANDS.values() if not c.run.__module__.startswith(("rewind_plugin", "__main__"))]
+    assert len(builtin) >= 20
+    for cmd in builtin:
+        assert cmd.example.startswith(f"rewind {cmd.name}") or f" {cmd.name} " in f" {cmd.example} ", cmd.name
+        buf = io.StringIO()
+        with redirect_stdout(buf), pytest.raises(SystemExit):
+            main([cmd.name, "--help"])
+        assert "example:" in buf.getvalue() and cmd.example in buf.getvalue(), cmd.name
