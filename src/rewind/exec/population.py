@@ -26,14 +26,19 @@ from .local import run_parallel
 EXECUTORS = ("local", "processes", "ray")
 
 
+def population_key(spec) -> tuple:
+    """What members of one population must share: data, model, training and pretraining fields
+    (only seeds, starting weights and masks may differ)."""
+    return (spec.data, spec.model, spec.train, spec.pretrain)
+
+
 def check_population(members: list[Member], opts: TrainOptions) -> None:
     if opts.executor not in EXECUTORS:
         raise SpecError(f"--executor: {opts.executor!r} is not allowed; choose {', '.join(EXECUTORS)}")
     if members:
         ref = members[0].spec
         for m in members[1:]:
-            if (m.spec.model != ref.model or m.spec.train != ref.train or m.spec.data != ref.data
-                    or m.spec.pretrain != ref.pretrain):
+            if population_key(m.spec) != population_key(ref):
                 raise ValueError("members of one population must share data, model, training and pretraining "
                                  "fields; only seeds, starting weights and masks may differ")
         check_spec(ref, opts, tuple(m.start for m in members))

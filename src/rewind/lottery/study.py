@@ -33,6 +33,7 @@ from ..store import RunDamaged, RunDir, Store, atomic_write_text, notice
 from ..store.records import STUDY, RecordDamaged, read_record
 from ..train import Member, TrainOptions, check_spec
 from ..exec import Work, run_plan, train_population, with_pretraining
+from ..exec.population import population_key
 from .branches import BranchInput, coerce_params, get_branch
 
 
@@ -354,8 +355,8 @@ class Study:
         for pt in points:
             member = Member(pt.spec, kind="branch", preset=self.preset, init=pt.weights, mask=pt.mask,
                             start=pt.start, origin=pt.labels)
-            s = pt.spec   # one population for every replicate and rewind step (only seeds, weights, masks differ)
-            groups.setdefault((s.data, s.model, s.train, s.pretrain), []).append((pt.key, member))
+            # one population for every replicate and rewind step (only seeds, weights and masks differ)
+            groups.setdefault(population_key(pt.spec), []).append((pt.key, member))
         result, index = {}, {}
         opts = self._opts(options)
         for items in groups.values():
