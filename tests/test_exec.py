@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 import rewind
@@ -22,22 +23,54 @@ def test_worker_processes_give_the_bits_of_serial_execution(tmp_path):
         assert p.metrics().equals(s.metrics())
 
 
-def test_autograd_stacks_split_across_processes_keep_their_bits(tmp_path):
-    """A population stacked through autograd (here a conv net with BatchNorm: vmap) is cut into the
-    chunks one process would stack (here 2 + 1 members), so worker processes with the same thread
-    count give the same bits. (The hand-differentiated conv nets split anyhow, as the MLPs do.)"""
+@pytest.mark.parametrize("n, chunk", [(3, 2), (4, 16), (5, 2)])
+def test_autograd_stacks_split_across_processes_keep_their_bits(tmp_path, n, chunk):
+    """A population stacked through autograd (here a conv net with BatchNorm: vmap) is cut into one
+    part per worker, each stacked at most ``chunk`` members at a time; a member's bits depend on the
+    thread count but not on its companions, so worker processes with the same thread count give the
+    bits of one process. (The hand-differentiated conv nets split anyhow, as the MLPs do.)"""
     spec = rewind.get_preset("mnist1d_conv").spec.replace(**{"train.steps": "40it", "train.eval_every": "20it",
-                                                             "model.batchnorm": True})
-    members = [Member(spec.replace(**{"seeds.init": i, "seeds.data_order": i})) for i in range(3)]
-    here = train_population(members, Store(tmp_path / "here"), TrainOptions(quiet=True, threads=1, chunk=2,
+                                                             "model.batchnorm": True, "model.widths": "8,8"})
+    members = [Member(spec.replace(**{"seeds.init": i, "seeds.data_order": i})) for i in range(n)]
+    here = train_population(members, Store(tmp_path / "here"), TrainOptions(quiet=True, threads=1, chunk=chunk,
                                                                              engine="vectorised"))
     split = train_population(members, Store(tmp_path / "split"),
-                             TrainOptions(quiet=True, threads=1, chunk=2, engine="vectorised", executor="processes",
-                                          workers=2))
+                             TrainOptions(quiet=True, threads=1, chunk=chunk, engine="vectorised",
+                                          executor="processes", workers=2))
     assert {r.summary()["pid"] for r in split} != {r.summary()["pid"] for r in here}  # trained elsewhere
     assert len({r.summary()["pid"] for r in split}) == 2
+    assert max(int(r.summary()["engine"][len("vectorised(K="):-1]) for r in split) <= min(chunk, -(-n // 2))
     for a, b in zip(here, split):
-        assert a.summary()["engine"] == b.summary()["engine"]
+        assert a.key == b.key
         wa, wb = a.load(40), b.load(40)
         assert all(torch.equal(wa[k], wb[k]) for k in wa)
         assert a.metrics().equals(b.metrics())
+
+
+def test_worker_processes_are_kept_between_populations_and_replaced_when_killed(tmp_path):
+    import os
+    import signal
+
+    from rewind.exec.local import _POOLS, close_pools
+
+    spec = rewind.get_preset("mnist1d_mlp").spec.replace(**{"train.steps": "20it", "train.eval_every": "0it"})
+    opts = TrainOptions(quiet=True, workers=2)
+
+    def population(first):
+        members = [Member(spec.replace(**{"seeds.init": i, "seeds.data_order": i})) for i in range(first, first + 4)]
+        return {r.summary()["pid"] for r in train_population(members, Store(tmp_path), opts)}
+
+    def workers():
+        (pool,) = _POOLS.values()
+        return set(pool._processes)
+
+    close_pools()
+    try:
+        trained = population(0)
+        kept = workers()
+        assert trained <= kept and os.getpid() not in trained
+        assert population(10) <= kept and workers() == kept    # the same processes trained the next population
+        os.kill(next(iter(kept)), signal.SIGKILL)              # a worker killed while idle
+        assert population(20) <= workers() != kept             # is replaced: the population still trains
+    finally:
+        close_pools()

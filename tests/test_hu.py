@@ -124,6 +124,12 @@ def test_departure_definition():
     assert departure(rows([0, 0.2, 0.05, 0.2, 0.3]))["train"] == 100   # above early, below, then for good
     assert departure(rows([0, 0.01, 0.05, 0.08, 0.09]))["train"] is None   # still agreeing at the end
     assert departure(rows([0, 0.2, 0.3, 0.4, 0.5]))["train"] == 0   # never agreed
+    # interpolated in log step between the last step at or below the threshold and the next
+    assert departure(rows([0, 0.01, 0.05, 0.15, 0.3]), interpolate=True)["train"] == pytest.approx(10 ** 1.5)
+    assert departure(rows([0, 0.01, 0.1, 0.2, 0.3]), interpolate=True)["train"] == pytest.approx(10.0)
+    assert departure(rows([0, 0.01, 0.05, 0.2, 0.3]), interpolate=True)["train"] == pytest.approx(10 ** (1 + 1 / 3))
+    assert departure(rows([0, 0.2, 0.3, 0.4, 0.5]), interpolate=True)["train"] == 0
+    assert departure(rows([0, 0.01, 0.05, 0.08, 0.09]), interpolate=True)["train"] is None
 
 
 def test_cli_linear_and_sweep(tmp_path, capsys):

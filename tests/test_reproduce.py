@@ -181,7 +181,7 @@ def test_the_statistics_claims_are_judged_on():
     assert math.isnan(spearman([0.5, 0.5, 0.5], [1.0, 2.0, 3.0]))                   # no variation: no correlation
     # C16/C17: a departure of 0 (never within) or None (still within at the end) is not a time
     table = pd.DataFrame({"replicate": [0, 0, 0, 1, 1, 1], "lr": [1.0, 2.0, 4.0] * 2,
-                          "departure_train": [400, 200, 100, 0, 210, None]})
+                          "departure_train_interpolated": [400, 200, 100, 0, 210, None]})
     deps = _departures(table, "lr", [1.0, 2.0, 4.0])
     assert list(deps.loc[0]) == [400.0, 200.0, 100.0] and deps.loc[1].isna().tolist() == [True, False, True]
     slope = np.polyfit(np.log([1.0, 2.0, 4.0]), np.log(deps.loc[0].to_numpy()), 1)[0]
@@ -457,3 +457,15 @@ def test_study_page_in_a_browser(study_pages, tmp_path):
     assert seen["errors"] == [] and len(seen["sizes"]) == 2
     assert all(b["width"] > 50 and b["height"] > 50 for b in seen["sizes"])
     assert _not_blank(tmp_path / "shot.png")
+
+
+def test_the_quick_testbed_is_a_quarter_as_long_but_not_below_its_floor():
+    from rewind.reproduce.lottery_claims import shortened
+
+    spec = rewind.get_preset("mnist1d_resnet_warmup").spec          # 2,000 it, x0.1 at 1,000 and 1,500, warmup 200
+    t = shortened(spec, 4).train
+    assert (str(t.steps), tuple(map(str, t.milestones)), str(t.warmup)) == ("500it", ("250it", "375it"), "50it")
+    t = shortened(spec.replace(**{"train.steps": "400it"}), 4).train   # a quarter would be 100: the floor, 200
+    assert (str(t.steps), tuple(map(str, t.milestones)), str(t.warmup)) == ("200it", ("500it", "750it"), "100it")
+    short = spec.replace(**{"train.steps": "60it"})
+    assert shortened(short, 4) is short                                 # already below the floor: unchanged

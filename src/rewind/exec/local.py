@@ -1,10 +1,12 @@
 """Independent jobs in parallel worker processes on one machine.
 
-Each worker runs with ``--threads`` torch threads (default one). Only vectorised populations are
+Each worker runs with ``--threads`` torch threads (default one); the workers are kept between
+populations (one pool per thread count and plugin list) and stop with the process. Only vectorised populations are
 split, into parts that leave every member's bits unchanged (population.split_stacks): the
 hand-differentiated MLPs' results depend neither on the stack nor on the thread count (checked bit
-for bit in the tests); autograd stacks are cut into the chunks one process would stack, and match
-one process run with the same ``--threads``.
+for bit in the tests); autograd stacks depend on the thread count but not on their companions: they
+are cut into one part per worker (parts no larger than ``--chunk``), and match one process run with
+the same ``--threads``.
 """
 from __future__ import annotations
 
@@ -28,29 +30,58 @@ def _train_part(members, root: str, opts) -> list[str]:
     return [run.key for run in train_vectorised(members, Store(root), opts)]
 
 
-def run_parallel(parts: list, store, opts) -> list:
-    """Train each part (a list of members) with the vectorised engine in its own worker process;
-    returns the parts' run directories in order. Callbacks do not cross processes."""
+_POOLS: dict = {}   # (processes, threads, plugins) -> a pool kept for the process's life
+
+
+def _pool(size: int, threads: int, plugins: list[str]):
+    """Worker processes kept between populations: a reproduction trains hundreds of small
+    populations, and a fresh pair of processes (torch imported, data loaded) cost about two
+    seconds of both cores each time. Kept per thread count and plugin list; started with `spawn`
+    (no fork of a process holding torch threads)."""
     from concurrent.futures import ProcessPoolExecutor
+
+    key = (size, threads, tuple(plugins))
+    if key not in _POOLS:
+        ctx = multiprocessing.get_context("spawn")
+        _POOLS[key] = ProcessPoolExecutor(size, mp_context=ctx, initializer=_init_worker, initargs=(threads, plugins))
+    return _POOLS[key]
+
+
+def close_pools() -> None:
+    """Stop the kept worker processes (they also stop when this process exits)."""
+    while _POOLS:
+        _POOLS.popitem()[1].shutdown(wait=True, cancel_futures=True)
+
+
+def run_parallel(parts: list, store, opts, slots: int | None = None) -> list:
+    """Train each part (a list of members) with the vectorised engine in worker processes (``slots``
+    of them, kept for the next population; default one per part); returns the parts' run
+    directories in order. Callbacks do not cross processes."""
     from concurrent.futures.process import BrokenProcessPool
 
     from ..plugins import requested
     from ..spec import SpecError
 
     refuse_main_registrations([m for part in parts for m in part], "--executor processes (and --workers)")
-    worker_opts = dataclasses.replace(opts, on_iteration=None, on_event=None, workers=1, threads=opts.threads or 1, executor="local")
-    ctx = multiprocessing.get_context("spawn")  # no fork of a process holding torch threads
-    # one part per process (max_tasks_per_child): else a worker that finishes early takes the next part
-    # while another worker is still starting, and two parts share a process. A worker that dies
-    # (it cannot import what it needs) breaks the pool at once: never respawned in a loop.
-    try:
-        with ProcessPoolExecutor(len(parts), mp_context=ctx, initializer=_init_worker,
-                                 initargs=(worker_opts.threads, requested()), max_tasks_per_child=1) as pool:
+    worker_opts = dataclasses.replace(opts, on_iteration=None, on_event=None, workers=1, threads=opts.threads or 1,
+                                      executor="local")
+    size, plugins = max(len(parts), slots or 0), list(requested())
+    key = (size, worker_opts.threads, tuple(plugins))
+    for attempt in (0, 1):
+        kept = key in _POOLS
+        try:
+            pool = _pool(size, worker_opts.threads, plugins)
             keys = list(pool.map(_train_part, parts, [str(store.root)] * len(parts), [worker_opts] * len(parts)))
-    except BrokenProcessPool:
-        raise SpecError("--executor processes: a worker process died before training (it could not start: run "
-                        "the script as a file with an `if __name__ == \"__main__\":` guard, and register your own "
-                        "code in a module or file given by --plugin or REWIND_PLUGINS)") from None
+            break
+        except BrokenProcessPool:
+            # a worker that died breaks the pool at once: it is dropped, and a kept pool (whose worker may
+            # have been killed while idle) is started afresh once; a fresh one that breaks is not respawned
+            _POOLS.pop(key, None)
+            if kept and attempt == 0:
+                continue
+            raise SpecError("--executor processes: a worker process died (it could not start: run the script as "
+                            "a file with an `if __name__ == \"__main__\":` guard, and register your own code in a "
+                            "module or file given by --plugin or REWIND_PLUGINS; or it was killed)") from None
     return [[store.run(k) for k in ks] for ks in keys]
 
 

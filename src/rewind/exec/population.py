@@ -13,7 +13,6 @@ import torch
 
 from ..data import load_data
 from ..models import create_model
-from ..models.registry import shapes_only
 from ..spec import SpecError, check_range
 from ..store import RunDir, Store
 from ..host import usable_cpus
@@ -71,38 +70,22 @@ def train_here(members: list[Member], store: Store, opts: TrainOptions) -> list[
         workers = opts.workers if opts.executor != "processes" or opts.workers > 1 else usable_cpus()
         parts = split_stacks(pending, opts, workers) if workers > 1 else []
         if len(parts) > 1:
-            run_parallel(parts, store, opts)
+            run_parallel(parts, store, opts, workers)
         return train_vectorised(members, store, opts)
     return [train_member(m, store, opts) for m in members]
 
 
 def split_stacks(pending: list, opts: TrainOptions, slots: int) -> list[list]:
-    """A vectorised population (its unfinished members, or Work items holding them) cut into parts
-    for ``slots`` processes or tasks without changing any member's bits. A member's bits never
-    depend on its companions (train/vectorised.py pads a lone member); the hand-differentiated
-    MLPs and conv nets do not depend on the thread count either (tested), so any split will do:
-    one part per slot. Stacks through autograd (BatchNorm, vmap) round differently with other
-    thread counts, so the parts are the chunks one process would stack (``opts.chunk`` members),
-    each trained with the same ``--threads``."""
-    members = [getattr(p, "member", p) for p in pending]
-    if not members:
-        return []
-    if stack_invariant(members[0].spec, opts):
-        n = max(1, min(slots, len(pending)))
-        return [pending[i::n] for i in range(n)]
-    size = max(1, opts.chunk)
-    return [pending[i:i + size] for i in range(0, len(pending), size)]
-
-
-def stack_invariant(spec, opts: TrainOptions) -> bool:
-    """Whether the vectorised engine's result for a member is the same whatever it is stacked with
-    and however many threads run it (the fully connected hand-written backward pass, outside bf16
-    autocast)."""
-    if spec.train.precision == "bf16":
-        return False
-    data = load_data(spec.data, opts.data_root)
-    model = shapes_only(spec.model, data.input_shape, data.num_classes)
-    return bool(model.stack_invariant)
+    """A vectorised population (its unfinished members, or Work items holding them) cut into one
+    part per slot (fewer when there are fewer members) without changing any member's bits. A
+    member's bits never depend on its companions or their number (train/vectorised.py pads a lone
+    member, and each part is stacked ``opts.chunk`` members at a time), so any split will do. The
+    hand-differentiated MLPs and conv nets do not depend on the thread count either (tested); stacks
+    through autograd (BatchNorm, vmap) round differently with other thread counts, so each part is
+    trained with the same ``--threads`` and matches one process run with that thread count."""
+    n = max(1, min(slots, len(pending))) if pending else 0
+    bounds = [round(i * len(pending) / n) for i in range(n + 1)] if n else [0]
+    return [pending[a:b] for a, b in zip(bounds, bounds[1:])]
 
 
 def fixed_engine(members: list[Member], opts: TrainOptions) -> TrainOptions:

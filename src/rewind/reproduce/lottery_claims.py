@@ -4,7 +4,7 @@ Every claim here reads one shared lottery study on ``mnist1d_resnet`` (the testb
 choice: the setting where rewinding matters at CPU scale, docs/testbed.md): IMP rewound to
 k = 0, k_mid = 20 it and k* = 200 it (0, 1 and 10% of training), global pruning 36% per level,
 judged at level 4 (16.8% of the weights, the density of the early-phase paper's headline; with
-``--quick``: level 2 = 41%). The dense runs save W_k on a finer grid (0, 0.5, 1, 2.5 and 10% of
+``--quick``: level 2 = 41%, and a schedule a quarter as long: 500 it). The dense runs save W_k on a finer grid (0, 0.5, 1, 2.5 and 10% of
 training) for the dense network's instability, and the pretraining claims reuse them.
 """
 from __future__ import annotations
@@ -68,9 +68,46 @@ def _steps(fractions, total: int) -> tuple[Step, ...]:
     return tuple(dict.fromkeys(Step(0, round(f * total)) for f in fractions))
 
 
+QUICK_SHORTER = 4   # --quick: the testbed's schedule (steps, milestones, warmup) a quarter as long ...
+QUICK_FLOOR = 200   # ... but never shorter than this many iterations
+
+
+def shortened(spec, factor: int, data_root: str | None = None, floor: int = QUICK_FLOOR):
+    """``spec`` with its schedule (iterations, milestones, warmup) ``factor`` times shorter, but not
+    below ``floor`` iterations (nor longer than it was): the quick look's testbed. The rewind steps
+    stay fractions of training."""
+    _, ipe, total = check_spec(spec, TrainOptions(data_root=data_root))
+    short = max(total // factor, min(total, floor))
+    if short == total:
+        return spec
+    t = spec.train
+
+    def scale(step) -> str:
+        return f"{step.iterations(ipe) * short // total}it"
+
+    return spec.replace(**{"train.steps": f"{short}it", "train.milestones": ",".join(map(scale, t.milestones)),
+                           "train.warmup": scale(t.warmup)})
+
+
+def testbed_base(ctx: Context, preset: str = PRESET):
+    """The testbed preset with the reproduction's changes (and, with ``--quick``, shortened)."""
+    spec = ctx.spec(get_preset(preset).spec)
+    if not ctx.quick:
+        return spec
+    short = shortened(spec, QUICK_SHORTER, ctx.data_root)
+    for name in ("steps", "milestones", "warmup"):
+        before, after = getattr(spec.train, name), getattr(short.train, name)
+        if before != after:
+            text = ",".join(map(str, after)) if isinstance(after, tuple) else str(after)
+            ctx.changes[f"train.{name}"] = (",".join(map(str, before)) if isinstance(before, tuple) else str(before),
+                                            text)
+            ctx.shortened[f"train.{name}"] = text
+    return short
+
+
 def testbed_spec(ctx: Context, preset: str = PRESET):
     """(spec saving W_k on the grid, IMP's rewind steps, iterations)."""
-    spec = ctx.spec(get_preset(preset).spec)
+    spec = testbed_base(ctx, preset)
     _, _, total = check_spec(spec, TrainOptions(data_root=ctx.data_root))
     grid = _steps(IMP_FRACTIONS if ctx.quick else GRID_FRACTIONS, total)
     return spec.replace(**{"train.checkpoints": ",".join(map(str, grid))}), _steps(IMP_FRACTIONS, total), total
@@ -79,8 +116,8 @@ def testbed_spec(ctx: Context, preset: str = PRESET):
 def testbed(ctx: Context, preset: str = PRESET, ks: tuple[Step, ...] | None = None) -> Testbed:
     """The shared study, trained (or found) to its judged level for every replicate."""
     name = f"testbed-{preset}-{ks}"
+    spec, all_ks, total = testbed_spec(ctx, preset)   # (also records this claim's changes to the preset)
     if name not in ctx.cache:
-        spec, all_ks, total = testbed_spec(ctx, preset)
         ks = ks or all_ks
         study = Study(spec, ks, preset, ctx.store, ctx.data_root)
         grid = tuple(Step.parse(str(k)) for k in spec.train.checkpoints)
@@ -484,4 +521,4 @@ def c22(ctx: Context) -> Measurement:
         _instability_commands(ctx, tb, "", 3))
 
 
-__all__ = ["Testbed", "testbed", "testbed_spec", "accuracy"]
+__all__ = ["Testbed", "testbed", "testbed_spec", "testbed_base", "shortened", "accuracy"]

@@ -40,6 +40,7 @@ class Context:
     looks: tuple[int, ...] = (3,)
     root_label: str = "ROOT"              # how commands on the page name the store (never an absolute path)
     changes: dict[str, tuple[str, str]] = field(default_factory=dict)   # field -> (claim's value, used value)
+    shortened: dict[str, str] = field(default_factory=dict)  # --quick: the testbed's shortened schedule (--set)
     _caches: dict[int, dict] = field(default_factory=dict)
 
     @property
@@ -69,7 +70,7 @@ class Context:
 
     def set_flags(self) -> str:
         """--set flags of the reproduction's changes (overrides, shifted seeds) for a claim's preset."""
-        out = [f"--set {k}={v}" for k, v in self.overrides.items()]
+        out = [f"--set {k}={v}" for k, v in {**self.overrides, **self.shortened}.items()]
         if self.seed_offset:
             out += [f"--set seeds.{f}=<preset's + {self.seed_offset}>" for f in SEED_FIELDS]
         return "".join(" " + x for x in out)

@@ -77,7 +77,7 @@ def _measure(claim: Claim, ctx: Context, store: Store) -> ClaimResult:
     t0 = time.time()
     ctx.log(f"{claim.id}: {claim.title}")
     trail = []
-    ctx.changes = {}
+    ctx.changes, ctx.shortened = {}, {}
     for n in ctx.looks:
         ctx.replicates = n
         m = claim.measure(ctx)

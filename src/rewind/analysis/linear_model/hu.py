@@ -246,11 +246,16 @@ def compare_hu(spec: Spec, options: HuOptions, data_root=None) -> tuple[pd.DataF
     return df, info
 
 
-def departure(rows: pd.DataFrame, threshold: float = 0.1) -> dict[str, int | None]:
+def departure(rows: pd.DataFrame, threshold: float = 0.1, interpolate: bool = False) -> dict[str, float | None]:
     """Per split, the departure time: the first measured step from which on the discrepancy
     stays above ``threshold``. None when it ends at or below the threshold (the models still
     agree at the end: departure later than the run), 0 when it is above at every measured
-    step after 0 (the models never agreed to within the threshold)."""
+    step after 0 (the models never agreed to within the threshold).
+
+    With ``interpolate``, the step at which the discrepancy crosses the threshold for the last
+    time, interpolated linearly in log(step) between the last measured step at or below it and the
+    next (the measured steps are log-spaced, so without it departures differing by less than one
+    spacing, about 20% at 40 points over 2,000 it, are the same number)."""
     out = {}
     for split in ("train", "test"):
         r = rows[(rows.metric == "discrepancy") & (rows.split == split) & (rows.step > 0)].sort_values("step")
@@ -260,7 +265,14 @@ def departure(rows: pd.DataFrame, threshold: float = 0.1) -> dict[str, int | Non
         elif below.step.iloc[-1] == r.step.iloc[-1]:
             out[split] = None
         else:
-            out[split] = int(r[r.step > below.step.iloc[-1]].step.iloc[0])
+            s0, v0 = float(below.step.iloc[-1]), float(below.value.iloc[-1])
+            after = r[r.step > s0].iloc[0]
+            s1, v1 = float(after.step), float(after.value)
+            if not interpolate:
+                out[split] = int(s1)
+            else:
+                t = (threshold - v0) / (v1 - v0)   # v0 <= threshold < v1
+                out[split] = float(np.exp(np.log(s0) + t * (np.log(s1) - np.log(s0))))
     return out
 
 
@@ -272,9 +284,11 @@ def summarise(rows: pd.DataFrame, meta: dict) -> dict:
     final = err[err.step == last].set_index("model").value
     drift = rows[rows.metric == "ntk_distance"].set_index("step").value
     dep = departure(rows, meta["options"]["threshold"])
+    smooth = departure(rows, meta["options"]["threshold"], interpolate=True)
     return {"discrepancy_step1": float(disc.iloc[0]), "discrepancy_min": float(disc.min()),
             "discrepancy_min_step": int(disc.idxmin()), "discrepancy_end": float(disc.iloc[-1]),
-            "departure_train": dep["train"], "departure_test": dep["test"], "steps": int(last),
+            "departure_train": dep["train"], "departure_test": dep["test"],
+            "departure_train_interpolated": smooth["train"], "steps": int(last),
             "test_error_network": float(final["network"]), "test_error_linear": float(final["linear"]),
             "ntk_drift_end": float(drift.iloc[-1]), "fit_alpha": meta["fit"]["alpha"], "fit_b": meta["fit"]["b"],
             "fit_c": meta["fit"]["c"], "fit_error": meta["fit"]["error"]}
