@@ -99,8 +99,8 @@ def testbed_base(ctx: Context, preset: str = PRESET):
         before, after = getattr(spec.train, name), getattr(short.train, name)
         if before != after:
             text = ",".join(map(str, after)) if isinstance(after, tuple) else str(after)
-            ctx.changes[f"train.{name}"] = (",".join(map(str, before)) if isinstance(before, tuple) else str(before),
-                                            text)
+            was = ",".join(map(str, before)) if isinstance(before, tuple) else str(before)
+            ctx.changes[f"train.{name}"] = (ctx.changes.get(f"train.{name}", (was,))[0], text)   # the claim's value
             ctx.shortened[f"train.{name}"] = text
     return short
 
