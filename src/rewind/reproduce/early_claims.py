@@ -55,7 +55,8 @@ def c8(ctx: Context) -> Measurement:
     _, _, total = check_spec(spec, TrainOptions(data_root=ctx.data_root))
     window = max(4, total // 4)
     schedule = f"1it:{max(2, total // 40)}it,{max(1, total // 200)}it"
-    spec = spec.replace(**{"probe.schedule": schedule, "probe.until": "0it"})
+    spec = spec.replace(**{"probe.schedule": schedule, "probe.until": f"{window}it"})   # probed (and evaluated)
+    # in the window only: the final weights, which the sign test compares with, are kept without a probe
     runs = train_population(replicate_members(spec, EARLY_PRESET, ctx.replicates, kind="early"), ctx.store, ctx.options)
     table = early_table(runs)
     allw = table[table["layer"] == "all"]
@@ -87,7 +88,7 @@ def c8(ctx: Context) -> Measurement:
                f"faster in the 1st half; distance growth slows by {100 * sum(dist) / len(dist):.0f}% of its value at W",
         f"{EARLY_PRESET} ({total} it), window W = {window} it, schedule {schedule}, {ctx.replicates} replicate(s)",
         pd.DataFrame(rows), figs, [r.key for r in runs],
-        [f"rewind early --preset {EARLY_PRESET} --schedule {schedule} --until 0it --replicates {ctx.replicates} "
+        [f"rewind early --preset {EARLY_PRESET} --schedule {schedule} --until {window}it --replicates {ctx.replicates} "
          f"--root {ctx.root_label}{_overrides(ctx)}"])
 
 
