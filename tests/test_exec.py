@@ -74,3 +74,51 @@ def test_worker_processes_are_kept_between_populations_and_replaced_when_killed(
         assert population(20) <= workers() != kept             # is replaced: the population still trains
     finally:
         close_pools()
+
+
+def test_kept_workers_end_when_their_process_is_killed(tmp_path):
+    """Killed by a signal, a process runs no exit handler; its kept workers notice and end."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    script = tmp_path / "kept.py"
+    script.write_text(textwrap.dedent(f'''
+        import time
+        import rewind
+        from rewind.exec import train_population
+        from rewind.exec.local import _POOLS
+        from rewind.store import Store
+        from rewind.train import Member, TrainOptions
+
+        if __name__ == "__main__":
+            spec = rewind.get_preset("mnist1d_mlp").spec.replace(**{{"train.steps": "10it", "train.eval_every": "0it"}})
+            members = [Member(spec.replace(**{{"seeds.init": i}})) for i in range(4)]
+            train_population(members, Store({str(tmp_path / "runs")!r}), TrainOptions(quiet=True, workers=2))
+            (pool,) = _POOLS.values()
+            print(" ".join(map(str, pool._processes)), flush=True)
+            time.sleep(600)
+    '''))
+    p = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        workers = [int(x) for x in p.stdout.readline().split()]
+        assert len(workers) >= 1
+        p.kill()
+        p.wait(timeout=30)
+        deadline = time.time() + 30
+
+        def alive(pid):
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return False
+            with open(f"/proc/{pid}/stat") as f:   # a zombie is gone for our purpose
+                return f.read().split()[2] != "Z"
+
+        while any(alive(w) for w in workers) and time.time() < deadline:
+            time.sleep(0.5)
+        assert not any(alive(w) for w in workers)
+    finally:
+        p.kill()

@@ -12,15 +12,30 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
+import os
 
 
-def _init_worker(threads: int, plugins: list[str]) -> None:
+def _init_worker(threads: int, plugins: list[str], parent: int) -> None:
+    import threading
+
     import torch
 
     from ..plugins import load_plugins
 
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
     torch.set_num_threads(threads)
     load_plugins(plugins)   # the caller's plugins: what the members' specs name is registered here too
+
+
+def _exit_with(parent: int, every: float = 1.0) -> None:
+    """A kept worker ends when the process that started it is gone (killed by a signal, it runs
+    no exit handler: the workers would otherwise wait on their queue for ever)."""
+    import os
+    import time
+
+    while os.getppid() == parent:
+        time.sleep(every)
+    os._exit(1)
 
 
 def _train_part(members, root: str, opts) -> list[str]:
@@ -43,7 +58,8 @@ def _pool(size: int, threads: int, plugins: list[str]):
     key = (size, threads, tuple(plugins))
     if key not in _POOLS:
         ctx = multiprocessing.get_context("spawn")
-        _POOLS[key] = ProcessPoolExecutor(size, mp_context=ctx, initializer=_init_worker, initargs=(threads, plugins))
+        _POOLS[key] = ProcessPoolExecutor(size, mp_context=ctx, initializer=_init_worker,
+                                          initargs=(threads, plugins, os.getpid()))
     return _POOLS[key]
 
 
