@@ -30,7 +30,6 @@ def _init_worker(threads: int, plugins: list[str], parent: int) -> None:
 def _exit_with(parent: int, every: float = 1.0) -> None:
     """A kept worker ends when the process that started it is gone (killed by a signal, it runs
     no exit handler: the workers would otherwise wait on their queue for ever)."""
-    import os
     import time
 
     while os.getppid() == parent:
@@ -48,18 +47,18 @@ def _train_part(members, root: str, opts) -> list[str]:
 _POOLS: dict = {}   # (processes, threads, plugins) -> a pool kept for the process's life
 
 
-def _pool(size: int, threads: int, plugins: list[str]):
+def _pool(key: tuple[int, int, tuple[str, ...]]):
     """Worker processes kept between populations: a reproduction trains hundreds of small
     populations, and a fresh pair of processes (torch imported, data loaded) cost about two
     seconds of both cores each time. Kept per thread count and plugin list; started with `spawn`
-    (no fork of a process holding torch threads)."""
+    (no fork of a process holding torch threads). ``key``: (processes, threads, plugins)."""
     from concurrent.futures import ProcessPoolExecutor
 
-    key = (size, threads, tuple(plugins))
     if key not in _POOLS:
+        size, threads, plugins = key
         ctx = multiprocessing.get_context("spawn")
         _POOLS[key] = ProcessPoolExecutor(size, mp_context=ctx, initializer=_init_worker,
-                                          initargs=(threads, plugins, os.getpid()))
+                                          initargs=(threads, list(plugins), os.getpid()))
     return _POOLS[key]
 
 
@@ -81,12 +80,11 @@ def run_parallel(parts: list, store, opts, slots: int | None = None) -> list:
     refuse_main_registrations([m for part in parts for m in part], "--executor processes (and --workers)")
     worker_opts = dataclasses.replace(opts, on_iteration=None, on_event=None, workers=1, threads=opts.threads or 1,
                                       executor="local")
-    size, plugins = max(len(parts), slots or 0), list(requested())
-    key = (size, worker_opts.threads, tuple(plugins))
+    key = (max(len(parts), slots or 0), worker_opts.threads, tuple(requested()))
     for attempt in (0, 1):
         kept = key in _POOLS
         try:
-            pool = _pool(size, worker_opts.threads, plugins)
+            pool = _pool(key)
             keys = list(pool.map(_train_part, parts, [str(store.root)] * len(parts), [worker_opts] * len(parts)))
             break
         except BrokenProcessPool:

@@ -103,16 +103,12 @@ SWEEP_LRS = (0.5, 1.0, 2.0, 4.0)
 SWEEP_DIMS = (25, 50)
 EXPONENT_MARGIN = 0.2
 QUICK_NTK = 200                          # --quick: the NTK fitted on fewer inputs ...
-QUICK_HU_STEPS = 500                     # ... and half the steps (the departures at d = 25, 50 come before 400)
-
-
-def _train_size(ctx: Context) -> int:
-    # also with --quick: at 1,000 examples and d = 50 the discrepancy never falls below 0.1 (minimum 0.116)
-    return HU_TRAIN_SIZE
+QUICK_HU_STEPS = 500                     # ... and half the steps (the departures at d = 25, 50 come before 400);
+# the examples stay HU_TRAIN_SIZE: at 1,000 and d = 50 the discrepancy never falls below 0.1 (minimum 0.116)
 
 
 def _hu_spec(ctx: Context, dim: int, width: int):
-    return preset_spec(ctx, HU_PRESET).replace(**{"data.train_size": _train_size(ctx), "data.dim": dim,
+    return preset_spec(ctx, HU_PRESET).replace(**{"data.train_size": HU_TRAIN_SIZE, "data.dim": dim,
                                                   "model.widths": str(width)})
 
 
@@ -131,7 +127,7 @@ def _sweep(ctx: Context, dim: int, width: int, lrs=(0.0,), steps: int | None = N
 
 
 def _hu_command(ctx: Context, dim: int, width: int, extra: str = "") -> str:
-    return (f"rewind linear-sweep --preset {HU_PRESET} --set data.train_size={_train_size(ctx)} --set data.dim={dim} "
+    return (f"rewind linear-sweep --preset {HU_PRESET} --set data.train_size={HU_TRAIN_SIZE} --set data.dim={dim} "
             f"--widths {width} --full-batch{extra}{_quick_hu_flags(ctx)} --replicates {ctx.replicates} "
             f"--root {ctx.root_label}{_overrides(ctx)}")
 
@@ -170,7 +166,7 @@ def c11(ctx: Context) -> Measurement:
         tests, f"discrepancy {table['discrepancy_step1'].mean():.3f} at step 1, minimum "
                f"{table['discrepancy_min'].mean():.3f} (step {int(table['discrepancy_min_step'].median())}), "
                f"{table['discrepancy_end'].mean():.3f} at {total} it",
-        f"{HU_PRESET} with d = {dim}, m = {width:,}, {_train_size(ctx):,} examples, {total} it, {ctx.replicates} "
+        f"{HU_PRESET} with d = {dim}, m = {width:,}, {HU_TRAIN_SIZE:,} examples, {total} it, {ctx.replicates} "
         "replicates", show, figs, sorted(set(curves["run"])), [_hu_command(ctx, dim, width)])
 
 
@@ -196,7 +192,8 @@ def _departures(table: pd.DataFrame, by: str, values, column: str = DEPARTURE) -
     f"The two-layer network at d = {SWEEP_DIM}, m = {SWEEP_WIDTH:,} (where the discrepancy starts below 0.1 and a "
     f"departure is defined), full batch, lr = {', '.join(f'{x:g}' for x in SWEEP_LRS)}; per replicate, the "
     "least-squares slope of log(departure step) against log(lr), the departure being the step at which the "
-    "discrepancy crosses 0.1 for the last time, interpolated in log step between the measured steps; predicted -1. Judged as an equivalence: slope + 1 "
+    "discrepancy crosses 0.1 for the last time, interpolated in log step between the measured steps; predicted "
+    "-1. Judged as an equivalence: slope + 1 "
     f"within +-{EXPONENT_MARGIN}. Paper's effect: slope + 1 = 0.",
     "gaussian_two_layer at larger d and m (GPU for m >= 8,192)")
 def c16(ctx: Context) -> Measurement:
@@ -213,7 +210,7 @@ def c16(ctx: Context) -> Measurement:
     return Measurement(
         tests, f"slope {np.nanmean(slopes):+.2f} (predicted -1); departure x lr "
                + ", ".join(f"{(deps[lr] * lr).mean():.0f}" for lr in lrs),
-        f"{HU_PRESET} with d = {SWEEP_DIM}, m = {SWEEP_WIDTH:,}, {_train_size(ctx):,} examples, {total} it, "
+        f"{HU_PRESET} with d = {SWEEP_DIM}, m = {SWEEP_WIDTH:,}, {HU_TRAIN_SIZE:,} examples, {total} it, "
         f"{ctx.replicates} replicates", pd.DataFrame(rows), [], sorted(set(curves["run"])),
         [_hu_command(ctx, SWEEP_DIM, SWEEP_WIDTH, " --lrs " + ",".join(f"{x:g}" for x in lrs))])
 
@@ -241,7 +238,7 @@ def c17(ctx: Context) -> Measurement:
     rows = [{"d": d, "departure (per replicate)": " ".join(f"{x:.1f}" for x in v)} for d, v in per_dim.items()]
     return Measurement(
         tests, f"departure {per_dim[lo].mean():.0f} (d = {lo}) -> {per_dim[hi].mean():.0f} (d = {hi}): x"
-               f"{2 ** ratio.mean():.2f}", f"{HU_PRESET} with m = {SWEEP_WIDTH:,}, {_train_size(ctx):,} examples, "
+               f"{2 ** ratio.mean():.2f}", f"{HU_PRESET} with m = {SWEEP_WIDTH:,}, {HU_TRAIN_SIZE:,} examples, "
                f"{total} it, {ctx.replicates} replicates", pd.DataFrame(rows), [], runs,
         [_hu_command(ctx, d, SWEEP_WIDTH) for d in SWEEP_DIMS])
 

@@ -4,8 +4,9 @@ Every claim here reads one shared lottery study on ``mnist1d_resnet`` (the testb
 choice: the setting where rewinding matters at CPU scale, docs/testbed.md): IMP rewound to
 k = 0, k_mid = 20 it and k* = 200 it (0, 1 and 10% of training), global pruning 36% per level,
 judged at level 4 (16.8% of the weights, the density of the early-phase paper's headline; with
-``--quick``: level 2 = 41%, and a schedule a quarter as long: 500 it). The dense runs save W_k on a finer grid (0, 0.5, 1, 2.5 and 10% of
-training) for the dense network's instability, and the pretraining claims reuse them.
+``--quick``: level 2 = 41%, and a schedule a quarter as long: 500 it). The dense runs save W_k
+on a finer grid (0, 0.5, 1, 2.5 and 10% of training) for the dense network's instability, and
+the pretraining claims reuse them.
 """
 from __future__ import annotations
 
