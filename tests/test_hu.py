@@ -140,6 +140,9 @@ def test_cli_linear_and_sweep(tmp_path, capsys):
     assert "affine fit alpha=" in out and "discrepancy above 0.1" in out and (tmp_path / "hu.png").exists()
     assert main(["linear-sweep", *base, "--widths", "8,16", "--lrs", "0.1,0.2", "--csv", str(tmp_path / "t.csv"),
                  "--plot", str(tmp_path / "sweep")]) == 0
+    # the preset's own rate, asked for by value, is the first run's record (not a second one)
+    own = rewind.get_preset("digits_binary_mlp").spec.train.lr
+    assert main(["linear-sweep", *base, "--full-batch", "--lrs", f"{own!r}"]) == 0
     table = pd.read_csv(tmp_path / "t.csv")
     assert len(table) == 4 and set(table.width) == {8, 16} and set(table.lr) == {0.1, 0.2}
     assert (tmp_path / "sweep.png").exists()

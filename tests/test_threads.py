@@ -106,6 +106,35 @@ def test_stacked_training_keeps_its_multi_mib_tensors_on_the_heap_and_restores_t
     assert _stdout_with_malloc_env(script, REWIND_MALLOC="default")[-4:-2] == ["False", "False"]
 
 
+
+@GLIBC_ONLY
+def test_heap_only_reuses_tensors_above_glibcs_largest_threshold_and_restores_the_policy_after():
+    """The linear-model comparison's full-batch activations reach 64 MiB (d = 100, m = 4,096), above
+    the 32 MiB that glibc's mmap threshold can be raised to, so even roomy() faulted each of them in
+    afresh every step (1.7x slower). Inside alloc.heap_only() none is mmapped; after it, the fixed
+    policy and glibc's mmap again. Counted as minor page faults of 10 rounds of two 48 MiB tensors."""
+    script = ("import resource, torch, rewind\n"
+              "from rewind import alloc\n"
+              "def faults():\n"
+              "    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
+              "    for _ in range(10):\n"
+              "        tensors = [torch.ones(12 << 20) for _ in range(2)]\n"
+              "    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before\n"
+              "with alloc.roomy():\n"
+              "    roomy = faults()\n"
+              "with alloc.heap_only():\n"
+              "    faults()\n"
+              "    inside, during = faults(), alloc.settings()\n"
+              "print(during == {'mmap_threshold': 32 << 20, 'trim_threshold': 1 << 30},\n"
+              "      alloc.settings() == {'mmap_threshold': 1 << 20, 'trim_threshold': 4 << 20}, roomy, inside, faults())")
+    during, after, roomy, inside, again = _stdout_with_malloc_env(script)[-5:]
+    assert during == "True" and after == "True"
+    assert int(roomy) > 100_000                    # 2 x 12,288 pages a round, every round
+    assert int(inside) < int(roomy) // 10          # served from the heap kept
+    assert int(again) > 100_000                    # mmapped again after it
+    assert _stdout_with_malloc_env(script, REWIND_MALLOC="default")[-5:-3] == ["False", "False"]
+
+
 FIRST_PARALLEL_EXP = """
 import importlib.util, sys, time
 import torch

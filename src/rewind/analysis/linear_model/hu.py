@@ -35,6 +35,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ... import alloc
 from ...store.records import LINEAR_META, read_record, read_table
 from ...data import batch_indices, iterations_per_epoch, load_data, require_in_memory
 from ...models import create_model
@@ -191,6 +192,11 @@ def compare_hu(spec: Spec, options: HuOptions, data_root=None) -> tuple[pd.DataF
     """Train the network and its linear model side by side; tidy rows (step, model, split,
     metric, value) at log-spaced steps, and a dict describing the kernel fit."""
     options.check()
+    with alloc.heap_only():   # full-batch tensors of up to 64 MiB, every step (rewind/alloc.py)
+        return _compare_hu(spec, options, data_root)
+
+
+def _compare_hu(spec: Spec, options: HuOptions, data_root=None) -> tuple[pd.DataFrame, dict]:
     x_train, y_train, x_test, y_test = binary_task(spec, data_root)
     dtype = x_train.dtype
     base = create_model(spec.model, tuple(x_train.shape[1:]), 1, seed=spec.seeds.init).to(dtype)
@@ -339,8 +345,11 @@ def linear_sweep(spec: Spec, options: HuOptions, widths, lrs, replicates: int, r
 
 def hu_comparison(spec: Spec, options: HuOptions, root, preset: str | None = None, replicate: int = 0,
                   data_root=None) -> tuple[pd.DataFrame, dict]:
-    """Cached under <root>/linear/<key>/ (rows.csv, meta.json); key: spec and options."""
+    """Cached under <root>/linear/<key>/ (rows.csv, meta.json); key: spec and options (a rate
+    equal to the spec's own is keyed as the spec's: one record however it was asked for)."""
     options.check()
+    if options.lr and options.lr == spec.train.lr:
+        options = replace(options, lr=0.0)
     key = hashlib.sha256(json.dumps({"spec": spec.canonical_json(), "hu": asdict(options)},
                                     sort_keys=True).encode()).hexdigest()[:16]
     folder = Path(root) / "linear" / key
