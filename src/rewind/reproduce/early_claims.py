@@ -103,7 +103,7 @@ SWEEP_LRS = (0.5, 1.0, 2.0, 4.0)
 SWEEP_DIMS = (25, 50)
 EXPONENT_MARGIN = 0.2
 QUICK_NTK = 200                          # --quick: the NTK fitted on fewer inputs ...
-QUICK_HU_STEPS = 500                     # ... and half the steps (the departures at d = 25, 50 come before 400);
+QUICK_HU_STEPS = 500                     # ... and at most 500 steps (the departures at d = 25, 50 come before 400);
 # the examples stay HU_TRAIN_SIZE: at 1,000 and d = 50 the discrepancy never falls below 0.1 (minimum 0.116)
 
 
@@ -112,28 +112,32 @@ def _hu_spec(ctx: Context, dim: int, width: int):
                                                   "model.widths": str(width)})
 
 
-def _sweep(ctx: Context, dim: int, width: int, lrs=(0.0,), steps: int | None = None):
+def _quick_steps(ctx: Context, total: int) -> int:
+    return min(total, QUICK_HU_STEPS) if ctx.quick else total
+
+
+def _sweep(ctx: Context, dim: int, width: int, lrs=(0.0,)):
     from ..analysis.linear_model.hu import HuOptions, linear_sweep
 
-    steps = steps or (QUICK_HU_STEPS if ctx.quick else None)
+    spec = _hu_spec(ctx, dim, width)
+    _, _, total = check_spec(spec, TrainOptions(data_root=ctx.data_root))
+    steps = _quick_steps(ctx, total)
     name = ("hu", dim, width, tuple(lrs), steps)
     if name not in ctx.cache:
-        spec = _hu_spec(ctx, dim, width)
-        _, _, total = check_spec(spec, TrainOptions(data_root=ctx.data_root))
-        options = HuOptions(steps=steps or total, ntk_samples=QUICK_NTK if ctx.quick else 500)
+        options = HuOptions(steps=steps, ntk_samples=QUICK_NTK if ctx.quick else 500)
         ctx.cache[name] = linear_sweep(spec, options, [None], list(lrs), ctx.replicates, ctx.store.root, HU_PRESET,
-                                       ctx.data_root) + (steps or total,)
+                                       ctx.data_root) + (steps,)
     return ctx.cache[name]
 
 
-def _hu_command(ctx: Context, dim: int, width: int, extra: str = "") -> str:
+def _hu_command(ctx: Context, dim: int, width: int, total: int, extra: str = "") -> str:
     return (f"rewind linear-sweep --preset {HU_PRESET} --set data.train_size={HU_TRAIN_SIZE} --set data.dim={dim} "
-            f"--widths {width} --full-batch{extra}{_quick_hu_flags(ctx)} --replicates {ctx.replicates} "
+            f"--widths {width} --full-batch{extra}{_quick_hu_flags(ctx, total)} --replicates {ctx.replicates} "
             f"--root {ctx.root_label}{_overrides(ctx)}")
 
 
-def _quick_hu_flags(ctx: Context) -> str:
-    return f" --steps {QUICK_HU_STEPS}it --ntk-samples {QUICK_NTK}" if ctx.quick else ""
+def _quick_hu_flags(ctx: Context, steps: int) -> str:
+    return f" --steps {steps}it --ntk-samples {QUICK_NTK}" if ctx.quick else ""
 
 
 @register_claim(
@@ -167,7 +171,7 @@ def c11(ctx: Context) -> Measurement:
                f"{table['discrepancy_min'].mean():.3f} (step {int(table['discrepancy_min_step'].median())}), "
                f"{table['discrepancy_end'].mean():.3f} at {total} it",
         f"{HU_PRESET} with d = {dim}, m = {width:,}, {HU_TRAIN_SIZE:,} examples, {total} it, {ctx.replicates} "
-        "replicates", show, figs, sorted(set(curves["run"])), [_hu_command(ctx, dim, width)])
+        "replicates", show, figs, sorted(set(curves["run"])), [_hu_command(ctx, dim, width, total)])
 
 
 DEPARTURE = "departure_train_interpolated"   # the threshold crossing interpolated between measured steps
@@ -212,7 +216,7 @@ def c16(ctx: Context) -> Measurement:
                + ", ".join(f"{(deps[lr] * lr).mean():.0f}" for lr in lrs),
         f"{HU_PRESET} with d = {SWEEP_DIM}, m = {SWEEP_WIDTH:,}, {HU_TRAIN_SIZE:,} examples, {total} it, "
         f"{ctx.replicates} replicates", pd.DataFrame(rows), [], sorted(set(curves["run"])),
-        [_hu_command(ctx, SWEEP_DIM, SWEEP_WIDTH, " --lrs " + ",".join(f"{x:g}" for x in lrs))])
+        [_hu_command(ctx, SWEEP_DIM, SWEEP_WIDTH, total, " --lrs " + ",".join(f"{x:g}" for x in lrs))])
 
 
 @register_claim(
@@ -240,7 +244,7 @@ def c17(ctx: Context) -> Measurement:
         tests, f"departure {per_dim[lo].mean():.0f} (d = {lo}) -> {per_dim[hi].mean():.0f} (d = {hi}): x"
                f"{2 ** ratio.mean():.2f}", f"{HU_PRESET} with m = {SWEEP_WIDTH:,}, {HU_TRAIN_SIZE:,} examples, "
                f"{total} it, {ctx.replicates} replicates", pd.DataFrame(rows), [], runs,
-        [_hu_command(ctx, d, SWEEP_WIDTH) for d in SWEEP_DIMS])
+        [_hu_command(ctx, d, SWEEP_WIDTH, total) for d in SWEEP_DIMS])
 
 
 DEEP_PRESETS = ("mnist1d_binary_mlp", "mnist1d_binary_cnn")
@@ -260,11 +264,11 @@ DEEP_PRESETS = ("mnist1d_binary_mlp", "mnist1d_binary_cnn")
 def c18(ctx: Context) -> Measurement:
     from ..analysis.linear_model.hu import HuOptions, linear_sweep
 
-    tests, rows, runs = [], [], []
+    tests, rows, runs, commands = [], [], [], []
     for preset in DEEP_PRESETS:
         spec = preset_spec(ctx, preset)
         _, _, total = check_spec(spec, TrainOptions(data_root=ctx.data_root))
-        steps = min(total, QUICK_HU_STEPS) if ctx.quick else total
+        steps = _quick_steps(ctx, total)
         options = HuOptions(steps=steps, ntk_samples=QUICK_NTK if ctx.quick else 500)
         table, curves = linear_sweep(spec, options, [None], [0.0], ctx.replicates, ctx.store.root,
                                      preset, ctx.data_root)
@@ -276,12 +280,11 @@ def c18(ctx: Context) -> Measurement:
                      "test error net / linear %": f"{100 * table['test_error_network'].mean():.1f} / "
                                                   f"{100 * table['test_error_linear'].mean():.1f}"})
         runs += sorted(set(curves["run"]))
+        commands.append(f"rewind linear-sweep --preset {preset} --full-batch{_quick_hu_flags(ctx, steps)} "
+                        f"--replicates {ctx.replicates} --root {ctx.root_label}{_overrides(ctx)}")
     return Measurement(
         tests, "minimum discrepancy " + ", ".join(f"{r['preset']} {r['minimum (step)']}" for r in rows),
-        f"{' and '.join(DEEP_PRESETS)}, full batch, {ctx.replicates} replicates", pd.DataFrame(rows), [], runs,
-        [f"rewind linear-sweep --preset {p} --full-batch{_quick_hu_flags(ctx)} --replicates {ctx.replicates} "
-         f"--root {ctx.root_label}"
-         f"{_overrides(ctx)}" for p in DEEP_PRESETS])
+        f"{' and '.join(DEEP_PRESETS)}, full batch, {ctx.replicates} replicates", pd.DataFrame(rows), [], runs, commands)
 
 
 # ---- C12: the embedded presets reach the published accuracies ----------------------------------
