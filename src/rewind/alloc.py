@@ -23,9 +23,9 @@ each time such a block is freed, and the trim threshold (free heap kept at the t
   analysis/linear_model/hu.py): glibc will not raise its mmap threshold above 32 MiB, so at
   d = 100, m = 4,096 every 64 MiB activation of every step was mmapped and faulted in afresh; even
   at m = 1,024 (16 MiB) under the fixed 1 MiB threshold. For the duration no block is mmapped and
-  up to 1 GiB of free heap is kept; the heap is trimmed after. Measured, one thread, 4,000
-  examples: 60 steps at d = 100, m = 4,096 took 18.8 s against 31.9; 200 steps at d = 25,
-  m = 1,024 10.6 s against 15.6 (the same rows, bit for bit).
+  up to 1 GiB of free heap is kept; the heap is trimmed after. benchmarks/linear_alloc.py (one
+  thread, 4,000 examples): a comparison step at d = 100, m = 4,096 246 ms against 498 under the
+  fixed threshold; at d = 25, m = 1,024 47 ms against 104 (the same rows, bit for bit).
 
 REWIND_MALLOC=default, or the user's own MALLOC_MMAP_THRESHOLD_, leaves glibc's policy alone
 everywhere (and a user's MALLOC_TRIM_THRESHOLD_ is kept). Linux with glibc only.
