@@ -112,27 +112,34 @@ def _hu_spec(ctx: Context, dim: int, width: int):
                                                   "model.widths": str(width)})
 
 
-def _quick_steps(ctx: Context, total: int) -> int:
-    return min(total, QUICK_HU_STEPS) if ctx.quick else total
+def _hu_options(ctx: Context, spec):
+    """The comparison's options for ``spec``: its own steps (``--quick``: at most 500, on fewer
+    NTK inputs)."""
+    from ..analysis.linear_model.hu import HuOptions
+
+    _, _, total = check_spec(spec, TrainOptions(data_root=ctx.data_root))
+    if ctx.quick:
+        return HuOptions(steps=min(total, QUICK_HU_STEPS), ntk_samples=QUICK_NTK)
+    return HuOptions(steps=total, ntk_samples=500)
 
 
 def _sweep(ctx: Context, dim: int, width: int, lrs=(0.0,)):
-    from ..analysis.linear_model.hu import HuOptions, linear_sweep
+    """(table, curves, steps) of the sweep, computed once per reproduction (the steps follow
+    from the spec and ctx.quick, both fixed for a context)."""
+    from ..analysis.linear_model.hu import linear_sweep
 
-    spec = _hu_spec(ctx, dim, width)
-    _, _, total = check_spec(spec, TrainOptions(data_root=ctx.data_root))
-    steps = _quick_steps(ctx, total)
-    name = ("hu", dim, width, tuple(lrs), steps)
+    name = ("hu", dim, width, tuple(lrs))
     if name not in ctx.cache:
-        options = HuOptions(steps=steps, ntk_samples=QUICK_NTK if ctx.quick else 500)
+        spec = _hu_spec(ctx, dim, width)
+        options = _hu_options(ctx, spec)
         ctx.cache[name] = linear_sweep(spec, options, [None], list(lrs), ctx.replicates, ctx.store.root, HU_PRESET,
-                                       ctx.data_root) + (steps,)
+                                       ctx.data_root) + (options.steps,)
     return ctx.cache[name]
 
 
-def _hu_command(ctx: Context, dim: int, width: int, total: int, extra: str = "") -> str:
+def _hu_command(ctx: Context, dim: int, width: int, steps: int, extra: str = "") -> str:
     return (f"rewind linear-sweep --preset {HU_PRESET} --set data.train_size={HU_TRAIN_SIZE} --set data.dim={dim} "
-            f"--widths {width} --full-batch{extra}{_quick_hu_flags(ctx, total)} --replicates {ctx.replicates} "
+            f"--widths {width} --full-batch{extra}{_quick_hu_flags(ctx, steps)} --replicates {ctx.replicates} "
             f"--root {ctx.root_label}{_overrides(ctx)}")
 
 
@@ -262,14 +269,12 @@ DEEP_PRESETS = ("mnist1d_binary_mlp", "mnist1d_binary_cnn")
     "same threshold as C11. Both must hold.",
     "cifar10_cats_horses_mlp and cifar10_cats_horses_cnn, the paper's task (GPU for the CNN)")
 def c18(ctx: Context) -> Measurement:
-    from ..analysis.linear_model.hu import HuOptions, linear_sweep
+    from ..analysis.linear_model.hu import linear_sweep
 
     tests, rows, runs, commands = [], [], [], []
     for preset in DEEP_PRESETS:
         spec = preset_spec(ctx, preset)
-        _, _, total = check_spec(spec, TrainOptions(data_root=ctx.data_root))
-        steps = _quick_steps(ctx, total)
-        options = HuOptions(steps=steps, ntk_samples=QUICK_NTK if ctx.quick else 500)
+        options = _hu_options(ctx, spec)
         table, curves = linear_sweep(spec, options, [None], [0.0], ctx.replicates, ctx.store.root,
                                      preset, ctx.data_root)
         tests.append(Test(f"{preset}: minimum discrepancy", table["discrepancy_min"], "<", HU_THRESHOLD, ""))
@@ -280,7 +285,7 @@ def c18(ctx: Context) -> Measurement:
                      "test error net / linear %": f"{100 * table['test_error_network'].mean():.1f} / "
                                                   f"{100 * table['test_error_linear'].mean():.1f}"})
         runs += sorted(set(curves["run"]))
-        commands.append(f"rewind linear-sweep --preset {preset} --full-batch{_quick_hu_flags(ctx, steps)} "
+        commands.append(f"rewind linear-sweep --preset {preset} --full-batch{_quick_hu_flags(ctx, options.steps)} "
                         f"--replicates {ctx.replicates} --root {ctx.root_label}{_overrides(ctx)}")
     return Measurement(
         tests, "minimum discrepancy " + ", ".join(f"{r['preset']} {r['minimum (step)']}" for r in rows),
