@@ -62,6 +62,14 @@ def _pool(key: tuple[int, int, tuple[str, ...]]):
     return _POOLS[key]
 
 
+def worker_pool(processes: int, threads: int):
+    """A kept pool of ``processes`` worker processes of ``threads`` torch threads each, with this
+    process's plugins loaded (what ``rewind reproduce`` measures claims in, several at a time)."""
+    from ..plugins import requested
+
+    return _pool((processes, threads, tuple(requested())))
+
+
 def close_pools() -> None:
     """Stop the kept worker processes (they also stop when this process exits)."""
     while _POOLS:

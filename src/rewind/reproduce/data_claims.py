@@ -79,7 +79,7 @@ def _k(ctx: Context) -> Step:
     "ordinary training for k iterations; it can hurt.",
     "At the judged level, accuracy paired by replicate: IMP rewound to the end of random-label pretraining for k* "
     "minus IMP rewound to k* of ordinary training < 0. No paper number transfers.",
-    "cifar_resnet_20 with `rewind pretrain-study --kinds random-labels` (GPU)")
+    "cifar_resnet_20 with `rewind pretrain-study --kinds random-labels` (GPU)", cost=11)
 def c9(ctx: Context) -> Measurement:
     grid, table, level = _grid(ctx, "pretrain-grid", kinds=("random-labels", "sparse", "blur"))
     k = _k(ctx)
@@ -98,7 +98,7 @@ def c9(ctx: Context) -> Measurement:
     "At the judged level, accuracy paired by replicate: IMP rewound to the end of sparse pretraining with the IMP "
     "mask (the supervised study's mask at the judged level) minus with a random mask of the same per-layer "
     "densities > 0. No paper number transfers.",
-    "cifar_resnet_20 with `rewind pretrain-study --kinds sparse` (GPU)")
+    "cifar_resnet_20 with `rewind pretrain-study --kinds sparse` (GPU)", cost=5, after=("C9",))
 def c13(ctx: Context) -> Measurement:
     grid, table, level = _grid(ctx, "pretrain-grid", kinds=("random-labels", "sparse", "blur"))
     imp, rnd = _acc(ctx, table, "sparse-imp", level), _acc(ctx, table, "sparse-random", level)
@@ -116,7 +116,7 @@ def c13(ctx: Context) -> Measurement:
     "At the judged level, accuracy paired by replicate: IMP rewound to the end of k* iterations of blurred-input "
     "pretraining (average pooling by 4, nearest upsampling) minus IMP rewound to k = 0 > 0. No paper number "
     "transfers.",
-    "cifar_resnet_20 with `rewind pretrain-study --kinds blur` (GPU)")
+    "cifar_resnet_20 with `rewind pretrain-study --kinds blur` (GPU)", cost=0, after=("C9",))
 def c20(ctx: Context) -> Measurement:
     grid, table, level = _grid(ctx, "pretrain-grid", kinds=("random-labels", "sparse", "blur"))
     blur, zero = _acc(ctx, table, "blur", level), _acc(ctx, table, "supervised", level, Step(0, 0))
@@ -137,7 +137,7 @@ def c20(ctx: Context) -> Measurement:
     "lengths k* and 4 k* (training is 10 k* long, so 10 k* cannot be tested). At the judged level, paired by "
     "replicate: (a) after 4 k* of self-supervision minus IMP rewound to k = 0 > 0 (it helps); (b) after k* of "
     "self-supervision minus supervised rewinding to k* < 0 (it needs more steps). Both must hold.",
-    "cifar_resnet_20 with `rewind pretrain-study --kinds rotation` (GPU)")
+    "cifar_resnet_20 with `rewind pretrain-study --kinds rotation` (GPU)", cost=11)
 def c19(ctx: Context) -> Measurement:
     k = _k(ctx)
     long = Step(0, 4 * k.it)
@@ -162,7 +162,7 @@ def c19(ctx: Context) -> Measurement:
     f"of the training set minus IMP rewound to k* of ordinary training, judged as an equivalence: within "
     f"+-{EQUIVALENT} points (about one standard deviation of the dense testbed over seeds; the matching tolerance "
     f"{MATCH} is below what 10 replicates can resolve). Paper's effect: about 0.",
-    "cifar_resnet_20 with `rewind diet-lottery` (GPU)")
+    "cifar_resnet_20 with `rewind diet-lottery` (GPU)", cost=1)
 def c10(ctx: Context) -> Measurement:
     spec, _, _ = testbed_spec(ctx)
     size = max(1, spec.data.train_size // 10) if spec.data.train_size else 400
@@ -185,7 +185,7 @@ def c10(ctx: Context) -> Measurement:
     f"EL2N at 10% of training averaged over {SCORE_REPLICATES} runs; pretraining for a quarter of k* on the 10% "
     "easiest examples or on a random 10%, IMP rewound to its end; at the judged level, accuracy paired by "
     "replicate: easiest minus random > 0. No paper number transfers.",
-    "cifar_resnet_20 with `rewind diet-lottery --orders easiest,random` (GPU)")
+    "cifar_resnet_20 with `rewind diet-lottery --orders easiest,random` (GPU)", cost=13)
 def c21(ctx: Context) -> Measurement:
     from ..analysis.diet import default_at
     from ..analysis.scores import ScoreSet
@@ -230,7 +230,7 @@ CRITICAL_PRESET = "mnist1d_mlp"
     "20% (800 it) then clean, against no deficit, paired by replicate: final test accuracy difference < 0. The "
     "length of training is fixed, so the deficit also leaves fewer clean iterations (Achille et al. train a fixed "
     "number of epochs after it): the table shows a 1% deficit beside it. No paper number transfers.",
-    "cifar_resnet_20 or All-CNN on CIFAR-10 with `rewind critical-period --deficit blur` (GPU)")
+    "cifar_resnet_20 or All-CNN on CIFAR-10 with `rewind critical-period --deficit blur` (GPU)", cost=0.2)
 def c15(ctx: Context) -> Measurement:
     from ..analysis.critical import critical_periods
 

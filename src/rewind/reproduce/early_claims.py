@@ -44,7 +44,7 @@ def _at(series: pd.Series, step: int) -> float:
     "weights whose sign differs from the final weights falls more in the first half of the window than in the "
     "second (difference of the two drops > 0, points); (c) distance from initialisation slowing: its growth in the "
     "first half of the window minus its growth in the second, over its value at W, > 0. All three must hold.",
-    "cifar_resnet_20 with `rewind early --until 4000it` (GPU)")
+    "cifar_resnet_20 with `rewind early --until 4000it` (GPU)", cost=3)
 def c8(ctx: Context) -> Measurement:
     from ..analysis.probes import early_table
     from ..report.early import plot_timeline
@@ -159,7 +159,7 @@ def _quick_hu_flags(ctx: Context, steps: int) -> str:
     "against the fitted linear model; discrepancy = ||f - f_lin|| / ||f|| on the training set at 40 log-spaced "
     f"steps. Per replicate: (a) its minimum < {HU_THRESHOLD:g} (the models agree to within 10%, the threshold of "
     f"`rewind linear`); (b) its value at the end > {HU_THRESHOLD:g} (they have parted). Both must hold.",
-    "gaussian_two_layer at m >= 8,192 and d >= 100, or cifar10_cats_horses_mlp|cnn (GPU for the CNN)")
+    "gaussian_two_layer at m >= 8,192 and d >= 100, or cifar10_cats_horses_mlp|cnn (GPU for the CNN)", cost=4)
 def c11(ctx: Context) -> Measurement:
     from ..report.early import plot_hu
 
@@ -206,7 +206,7 @@ def _departures(table: pd.DataFrame, by: str, values, column: str = DEPARTURE) -
     "discrepancy crosses 0.1 for the last time, interpolated in log step between the measured steps; predicted "
     "-1. Judged as an equivalence: slope + 1 "
     f"within +-{EXPONENT_MARGIN}. Paper's effect: slope + 1 = 0.",
-    "gaussian_two_layer at larger d and m (GPU for m >= 8,192)")
+    "gaussian_two_layer at larger d and m (GPU for m >= 8,192)", cost=3, after=("C11",))
 def c16(ctx: Context) -> Measurement:
     lrs = SWEEP_LRS[1:3] if ctx.quick else SWEEP_LRS
     table, curves, total = _sweep(ctx, SWEEP_DIM, SWEEP_WIDTH, lrs)
@@ -236,7 +236,7 @@ def c16(ctx: Context) -> Measurement:
     "C16 (interpolated between measured steps); per replicate, "
     f"log2(departure at d = {SWEEP_DIMS[1]} / departure at d = {SWEEP_DIMS[0]}) > 0. Paper's effect: 1 (departure "
     "proportional to d).",
-    "gaussian_two_layer at d = 100-1,000 with m >= 8,192 (GPU)")
+    "gaussian_two_layer at d = 100-1,000 with m >= 8,192 (GPU)", cost=1, after=("C16",))
 def c17(ctx: Context) -> Measurement:
     per_dim, runs = {}, []
     for dim in SWEEP_DIMS:
@@ -267,7 +267,7 @@ DEEP_PRESETS = ("mnist1d_binary_mlp", "mnist1d_binary_cnn")
     "standard parametrisation) against the linear model fitted to their measured NTK, full batch at the presets' "
     f"learning rates; per replicate and preset: minimum discrepancy on the training set < {HU_THRESHOLD:g}, the "
     "same threshold as C11. Both must hold.",
-    "cifar10_cats_horses_mlp and cifar10_cats_horses_cnn, the paper's task (GPU for the CNN)")
+    "cifar10_cats_horses_mlp and cifar10_cats_horses_cnn, the paper's task (GPU for the CNN)", cost=2)
 def c18(ctx: Context) -> Measurement:
     from ..analysis.linear_model.hu import linear_sweep
 
@@ -304,7 +304,7 @@ TOLERANCE = 1.0
     "On MNIST-1D an MLP reaches 68% and a CNN 94% test accuracy.",
     f"Final test accuracy of each preset per replicate minus the published number > -{TOLERANCE:g} point (the "
     "paper reports whole percents from single runs). Both must hold.",
-    "(embedded: this is the scale of the paper)")
+    "(embedded: this is the scale of the paper)", cost=1)
 def c12(ctx: Context) -> Measurement:
     tests, rows, runs_all = [], [], []
     for preset, published in PUBLISHED:

@@ -20,7 +20,7 @@ from ..lottery import Study
 from ..presets import get_preset
 from ..step import Step
 from ..train import TrainOptions, check_spec
-from .registry import Context, Measurement, register_claim
+from .registry import Context, Measurement, register_claim, register_shared
 from .verdict import HELD, INCONCLUSIVE, NOT_HELD, Test
 
 PRESET = "mnist1d_resnet"
@@ -131,6 +131,13 @@ def testbed(ctx: Context, preset: str = PRESET, ks: tuple[Step, ...] | None = No
     return ctx.cache[name]
 
 
+@register_shared("the testbed's lottery study (its runs are also the pretraining grids' supervised reference)",
+                 ("C1", "C2", "C3", "C4", "C5", "C6", "C7", "C9", "C10", "C13", "C14", "C19", "C20", "C21", "C22",
+                  "C23", "C24"))
+def _train_testbed(ctx: Context) -> None:
+    testbed(ctx)
+
+
 def _branch(ctx: Context, tb: Testbed, kind: str, k: Step | tuple[Step, ...], params: dict | None = None) -> None:
     """Branch ``kind`` at the judged level from W_k for every replicate (several k: one population)."""
     ks = k if isinstance(k, tuple) else (k,)
@@ -201,7 +208,7 @@ def lottery_figure(ctx: Context, tb: Testbed, name: str, title: str) -> list:
     f"minus the dense network < -{MATCH} points (not matching). Both must hold. Paper's effects (ResNet-20, "
     "16.8%): k* about 0, k = 0 about -1.5 points.",
     "cifar_resnet_20 (GPU: 62,500 iterations per run, 8.8 ms each on one H200 measured: ~0.15 h per run; "
-    "20 levels x 2 rewind steps x 3 replicates is ~18 GPU-hours)")
+    "20 levels x 2 rewind steps x 3 replicates is ~18 GPU-hours)", cost=8)
 def c1(ctx: Context) -> Measurement:
     tb = testbed(ctx)
     table = tb.study.table()
@@ -242,7 +249,7 @@ def _baseline_claim(ctx: Context, kinds: list[tuple[str, str]], effect: float) -
     "At the judged level, accuracy paired by replicate: reinit (the k* masks, fresh initialisation) minus IMP "
     "rewound to k* < 0, and random pruning (layerwise, the same per-layer densities, W_k*) minus IMP rewound "
     "to k* < 0. Both must hold. Paper's effect (ResNet-20, 16.8%): about -2 points.",
-    "cifar_resnet_20 and cifar_vgg_16 (GPU)")
+    "cifar_resnet_20 and cifar_vgg_16 (GPU)", cost=1)
 def c2(ctx: Context) -> Measurement:
     return _baseline_claim(ctx, [("reinit", "reinit"), ("random-prune", "random pruning")], -2.0)
 
@@ -254,7 +261,7 @@ def c2(ctx: Context) -> Measurement:
     "recover the accuracy of rewinding: signs are not all you need.",
     "At the judged level, accuracy paired by replicate: sign-reinit at k* minus IMP rewound to k* < 0. Paper's "
     "effect (ResNet-20): about -1 point at moderate sparsity.",
-    "cifar_resnet_20 (GPU)")
+    "cifar_resnet_20 (GPU)", cost=1)
 def c5(ctx: Context) -> Measurement:
     return _baseline_claim(ctx, [("sign-reinit", "sign-preserving reinit")], -1.0)
 
@@ -266,7 +273,7 @@ def c5(ctx: Context) -> Measurement:
     "recover the accuracy of rewinding: the weights are not i.i.d. draws from the layer's distribution.",
     "At the judged level, accuracy paired by replicate: shuffle-layer at k* minus IMP rewound to k* < 0. Paper's "
     "effect (ResNet-20): about -1 point at moderate sparsity.",
-    "cifar_resnet_20 (GPU)")
+    "cifar_resnet_20 (GPU)", cost=1)
 def c6(ctx: Context) -> Measurement:
     return _baseline_claim(ctx, [("shuffle-layer", "shuffled within layers")], -1.0)
 
@@ -290,7 +297,7 @@ def trend(values: np.ndarray) -> float:
     "the damage across k is the least-squares slope of damage against the position of k (0, 1, 2), averaged over "
     "the scales; test: trend > 0 (less damage later). Per-scale trends are shown, not judged. No paper number "
     "transfers (effect not given).",
-    "cifar_resnet_20 (GPU)")
+    "cifar_resnet_20 (GPU)", cost=5)
 def c7(ctx: Context) -> Measurement:
     tb = testbed(ctx)
     ks = (tb.k0, tb.kmid, tb.kstar)
@@ -377,7 +384,7 @@ def _instability_commands(ctx: Context, tb: Testbed, bn: str = " --bn-reset", po
     "replicate: dense instability at k* minus at k = 0 < 0; IMP subnetwork at the judged level minus the dense "
     "network, both at k_mid, < 0 (the subnetwork is stable earlier). Both must hold. The first k at which each is "
     "stable is shown. Paper's effect: dense ResNet-20 falls from about 20 to 0 points; none transfers for the gap.",
-    "cifar_resnet_20 and cifar_vgg_16 with rewind steps 0-2,000 it (GPU)")
+    "cifar_resnet_20 and cifar_vgg_16 with rewind steps 0-2,000 it (GPU)", cost=10)
 def c3(ctx: Context) -> Measurement:
     from ..report.instability import plot_instability
 
@@ -420,7 +427,7 @@ def matching_is_stable(cells: list[tuple[str, str]]) -> str:
     f"-{MATCH} points) and stable (instability < {STABLE:g} points). Held when no k has definite verdicts that "
     "disagree (matching but unstable, or stable but not matching) and at least one k is matching-and-stable and "
     "one non-matching-and-unstable; not held when some k disagrees; otherwise inconclusive.",
-    "cifar_resnet_20 at 20 levels and several k (GPU)")
+    "cifar_resnet_20 at 20 levels and several k (GPU)", cost=0, after=("C3",))
 def c4(ctx: Context) -> Measurement:
     tb = testbed(ctx)
     rows, table = instability_rows(ctx, tb), tb.study.table()
@@ -457,7 +464,7 @@ WARMUP_PRESET = "mnist1d_resnet_warmup"
     "level, paired by replicate (same seeds): (a) with warmup, IMP k = 0 minus its dense network > -0.2 points "
     "(matching); (b) IMP k = 0 with warmup minus IMP k = 0 without > 0 (warmup improves k = 0). Both must hold. "
     "Paper's effect: k = 0 with warmup matches (about 0).",
-    "cifar_resnet_20 at lr 0.1 without and with warmup, or cifar_vgg_16 (GPU)")
+    "cifar_resnet_20 at lr 0.1 without and with warmup, or cifar_vgg_16 (GPU)", cost=6)
 def c14(ctx: Context) -> Measurement:
     tb = testbed(ctx)
     wb = testbed(ctx, WARMUP_PRESET, (tb.k0, tb.kstar))
@@ -495,7 +502,7 @@ def spearman(x, y) -> float:
     "statistics as trained), and the accuracy of IMP rewound to k at the judged level; test: their Spearman "
     "correlation across IMP's k (0, k_mid, k*) > 0. The share is shown on the finer grid. No paper number "
     "transfers.",
-    "cifar_resnet_20 with rewind steps 0-2,000 it and `rewind example-lmc` (GPU)")
+    "cifar_resnet_20 with rewind steps 0-2,000 it and `rewind example-lmc` (GPU)", cost=0.1)
 def c22(ctx: Context) -> Measurement:
     from ..analysis.example_lmc import example_lmc
 

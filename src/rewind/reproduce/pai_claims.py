@@ -56,7 +56,7 @@ def _commands(ctx: Context, tb) -> list[str]:
     "Each criterion prunes the testbed at initialisation to the density of the judged level (one shot; SynFlow "
     "iterative), then trains; accuracy paired by replicate (same seeds) minus IMP rewound to k* at the same density "
     "< 0, for every criterion. All must hold. Paper's effect (ResNet-20 at about 16.8%): about -1 to -2 points.",
-    "cifar_resnet_20 with `rewind prune-at` at densities 2-50% (GPU)")
+    "cifar_resnet_20 with `rewind prune-at` at densities 2-50% (GPU)", cost=6)
 def c23(ctx: Context) -> Measurement:
     tb, table = _pai(ctx)
     imp = accuracy(ctx, tb, tb.level, tb.kstar)
@@ -78,7 +78,7 @@ def c23(ctx: Context) -> Measurement:
     "Per criterion, accuracy paired by replicate: the mask shuffled within each layer minus the mask as chosen "
     f"> -{NOT_HURT} points (non-inferiority: it loses less than {NOT_HURT} points). All must hold. Paper's effect: "
     "about 0.",
-    "cifar_resnet_20 with `rewind prune-at` (GPU)")
+    "cifar_resnet_20 with `rewind prune-at` (GPU)", cost=3, after=("C23",))
 def c24(ctx: Context) -> Measurement:
     tb, table = _pai(ctx)
     imp = accuracy(ctx, tb, tb.level, tb.kstar)

@@ -41,6 +41,8 @@ class Context:
     root_label: str = "ROOT"              # how commands on the page name the store (never an absolute path)
     changes: dict[str, tuple[str, str]] = field(default_factory=dict)   # field -> (claim's value, used value)
     shortened: dict[str, str] = field(default_factory=dict)  # --quick: the testbed's shortened schedule (--set)
+    parallel: int = 1                     # claims measured at a time (rewind reproduce --workers)
+    shared_seconds: dict[str, float] = field(default_factory=dict)   # shared work done first -> its time
     _caches: dict[int, dict] = field(default_factory=dict)
 
     @property
@@ -102,6 +104,10 @@ class Claim:
     rule: str           # how it is measured and judged here
     measure: Callable[[Context], Measurement]
     paper_scale: str    # the preset (and hardware) that tests it at the paper's scale
+    cost: float = 1.0   # about how many minutes it takes on 2 cores: claims measured several at a time
+                        # start the costliest first (ordering only: no result depends on it)
+    after: tuple[str, ...] = ()   # claims whose studies this one reads: measured in parallel, it starts
+                                  # after them (else it would wait on their runs, or compute them twice)
 
     def verdict_of(self, m: Measurement) -> str:
         return m.decide(m.tests) if m.decide else combine(t.verdict for t in m.tests)
@@ -110,12 +116,36 @@ class Claim:
 CLAIMS: dict[str, Claim] = {}
 
 
-def register_claim(id: str, title: str, paper: str, statement: str, rule: str, paper_scale: str):
-    """Decorator: register ``fn(ctx) -> Measurement`` as claim ``id``."""
+def register_claim(id: str, title: str, paper: str, statement: str, rule: str, paper_scale: str,
+                   cost: float = 1.0, after: tuple[str, ...] = ()):
+    """Decorator: register ``fn(ctx) -> Measurement`` as claim ``id``. ``cost`` (about how many
+    minutes the claim takes) and ``after`` (claims whose studies it reads) only order the claims
+    when several are measured at a time; no result depends on them."""
     def deco(fn):
         if id in CLAIMS:
             raise SpecError(f"register_claim: a claim {id} is already registered")
-        CLAIMS[id] = Claim(id, title, paper, statement, rule, fn, paper_scale)
+        CLAIMS[id] = Claim(id, title, paper, statement, rule, fn, paper_scale, float(cost), tuple(after))
+        return fn
+    return deco
+
+
+@dataclass(frozen=True)
+class Shared:
+    name: str
+    train: Callable[[Context], Any]
+    claims: frozenset[str]
+
+
+SHARED: dict[str, Shared] = {}
+
+
+def register_shared(name: str, claims: tuple[str, ...]):
+    """Decorator: register ``fn(ctx)`` as work that ``claims`` share (a study several claims read).
+    When claims are measured several at a time, each in its own process, the shared work is done
+    first, once, with every worker; otherwise each claim's process would wait on the runs another
+    is training. Measuring without it gives the same results (the store holds one copy of a run)."""
+    def deco(fn):
+        SHARED[name] = Shared(name, fn, frozenset(claims))
         return fn
     return deco
 
@@ -138,4 +168,5 @@ def select_claims(text: str | None) -> list[Claim]:
     return [CLAIMS[c] for c in claim_ids() if c in wanted]
 
 
-__all__ = ["Context", "Measurement", "Claim", "CLAIMS", "register_claim", "claim_ids", "select_claims"]
+__all__ = ["Context", "Measurement", "Claim", "CLAIMS", "register_claim", "claim_ids", "select_claims", "SHARED",
+           "register_shared"]

@@ -1,6 +1,7 @@
 """``rewind reproduce``: measure the selected claims, judge them, write claims.csv and the page."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -96,6 +97,96 @@ def _measure(claim: Claim, ctx: Context, store: Store) -> ClaimResult:
     return result
 
 
+def parallel_slots(selected: list[Claim], opts: TrainOptions) -> int:
+    """How many claims are measured at a time: ``--workers`` on this machine's CPUs (local executor),
+    each claim in its own process of ``--threads`` threads (default 1), training its populations
+    there, whole; otherwise (one worker, Ray, data-parallel, a GPU, a claim registered in
+    __main__, which another process cannot import) one claim after another."""
+    if opts.workers < 2 or len(selected) < 2 or opts.executor != "local" or opts.ddp or str(opts.device) != "cpu":
+        return 1
+    if any(getattr(c.measure, "__module__", "") == "__main__" for c in selected):
+        return 1
+    return min(opts.workers, len(selected))
+
+
+def _measure_there(claim_id: str, fields: dict, root: str, verbose: bool) -> ClaimResult | None:
+    """One claim measured in a worker process (rewind reproduce --workers N); None when the claim
+    is not registered there (registered at run time by the caller, not by rewind or a plugin)."""
+    from . import CLAIMS
+
+    if claim_id not in CLAIMS:
+        return None
+    store = Store(root)
+    ctx = Context(store=store, log=(lambda m: print(m, flush=True)) if verbose else (lambda m: None), **fields)
+    with only_formats("svg"):
+        result = _measure(CLAIMS[claim_id], ctx, store)
+    result.measurement.decide = None   # the verdict is taken; a closure does not cross processes
+    return dataclasses.replace(result, claim=None)   # the caller has the claim (a plugin's may not pickle)
+
+
+def startable(waiting: list[Claim], done, selected_ids: set[str]) -> list[Claim]:
+    """The claims of ``waiting`` (costliest first) whose ``after`` claims are done or not selected."""
+    return [c for c in waiting if all(a not in selected_ids or a in done for a in c.after)]
+
+
+def _measure_in_parallel(selected: list[Claim], ctx: Context, store: Store, slots: int,
+                         verbose: bool) -> list[ClaimResult]:
+    """Measure ``selected`` ``slots`` at a time, each in a worker process of ``--threads`` threads
+    (default 1) that trains its populations whole. The work several claims share (SHARED) is done
+    first with every worker; then the costliest claim whose ``after`` claims are done starts
+    whenever a worker is free. A member's bits do not depend on its companions nor on the process
+    that trains it at a given thread count, so every vectorised run is the run the one-at-a-time
+    order trains with the same ``--threads``: only results that depend on the thread count (the
+    sequential engine, the linear model) differ from a run whose main process has more threads."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    from ..exec.local import close_pools, worker_pool
+    from ..spec import SpecError
+    from .registry import SHARED
+
+    ids = {c.id for c in selected}
+    for shared in SHARED.values():
+        if ids & shared.claims:
+            ctx.changes, ctx.shortened = {}, {}
+            ctx.log(f"{shared.name}, shared by {', '.join(c.id for c in selected if c.id in shared.claims)}")
+            t0 = time.time()
+            shared.train(ctx)
+            ctx.shared_seconds[shared.name] = time.time() - t0
+    threads = ctx.options.threads or 1
+    opts = dataclasses.replace(ctx.options, workers=1, threads=threads, executor="local", on_iteration=None,
+                               on_event=None)
+    fields = {"replicates": ctx.replicates, "quick": ctx.quick, "options": opts, "figures": ctx.figures,
+              "overrides": ctx.overrides, "data_root": ctx.data_root, "seed_offset": ctx.seed_offset,
+              "looks": ctx.looks, "root_label": ctx.root_label}
+    waiting = sorted(selected, key=lambda c: -c.cost)   # stable: equal costs in the papers' order
+    running, done = {}, {}
+    pool = worker_pool(slots, threads)
+    try:
+        while waiting or running:
+            for claim in startable(waiting, done, ids):
+                if len(running) == slots:
+                    break
+                running[pool.submit(_measure_there, claim.id, fields, str(store.root), verbose)] = claim
+                waiting.remove(claim)
+            if not running:
+                raise SpecError("register_claim: the claims' 'after' lists form a cycle among "
+                                + ", ".join(c.id for c in waiting))
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                claim = running.pop(future)
+                result = future.result()
+                if result is None:   # the workers do not know it: measured here, as a worker would
+                    with only_formats("svg"):
+                        result = _measure(claim, dataclasses.replace(ctx, options=opts), store)
+                done[claim.id] = dataclasses.replace(result, claim=claim)
+    except BrokenProcessPool:
+        close_pools()
+        raise SpecError("--workers: a worker process measuring a claim died (killed, or out of memory); "
+                        "what it finished is in the store, and the same command goes on from there") from None
+    return [done[c.id] for c in selected]
+
+
 def _root_label(root: Path) -> str:
     """The store as the page names it: relative to the working directory when inside it, else ROOT."""
     try:
@@ -131,10 +222,14 @@ def reproduce(claims: str | None = None, replicates: int | None = None, root=Non
                   log=log or (lambda message: None), seed_offset=seed_offset, looks=looks_for(reps, cap),
                   root_label=_root_label(store.root))
     started = time.time()
-    results = []
-    for claim in selected:
-        with only_formats("svg"):
-            results.append(_measure(claim, ctx, store))
+    slots = ctx.parallel = parallel_slots(selected, ctx.options)
+    if slots > 1:
+        results = _measure_in_parallel(selected, ctx, store, slots, verbose=log is not None)
+    else:
+        results = []
+        for claim in selected:
+            with only_formats("svg"):
+                results.append(_measure(claim, ctx, store))
     table = pd.DataFrame([r.row() for r in results])
     tests = pd.DataFrame([{"claim": r.claim.id, **t.row(rates=True)} for r in results for t in r.measurement.tests])
     out.mkdir(parents=True, exist_ok=True)
