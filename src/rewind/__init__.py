@@ -49,7 +49,8 @@ _LAZY = {
     "register_model": "models", "RewindModel": "models", "register_dataset": "data",
     "register_criterion": "prune", "ScoreInput": "prune", "register_branch": "lottery",
     "BranchInput": "lottery", "BranchOutput": "lottery", "register_alteration": "data.alter",
-    "register_claim": "reproduce", "Measurement": "reproduce", "Test": "reproduce.verdict",
+    "register_claim": "reproduce", "register_shared": "reproduce",
+    "Measurement": "reproduce", "Test": "reproduce.verdict",
     "register_command": "cli.registry", "load_plugins": "plugins",
 }
 
@@ -112,6 +113,6 @@ __all__ = [
     "BranchInput", "BranchOutput", "DataError", "DataSpec", "Measurement", "Member", "ModelSpec", "PRESETS",
     "PruneSpec", "RewindModel", "RewindWarning", "ScoreInput", "SeedSpec", "Spec", "SpecError", "Step", "Store",
     "Study", "Test", "TrainOptions", "TrainSpec", "get_preset", "load_plugins", "make_spec", "process_settings",
-    "prune_at", "register_alteration", "register_branch", "register_claim", "register_command", "register_criterion",
-    "register_dataset", "register_model", "replicate_spec", "results", "summary", "train", "train_population",
+    "prune_at", "register_alteration", "register_branch", "register_claim", "register_command",
+    "register_criterion", "register_dataset", "register_model", "register_shared", "replicate_spec", "results", "summary", "train", "train_population",
 ]

@@ -23,6 +23,9 @@ def _reproduce_args(p) -> None:
     p.add_argument("--out", default=None, metavar="DIR", help="where index.html, claims.csv, tests.csv and the "
                                                                "figures go (default: <root>/reproduce)")
     common.training(p)
+    p._option_string_actions["--workers"].help = (
+        "measure this many claims at a time, each in a process of --threads threads (default 1) training its "
+        "populations whole, after the testbed study they share (trained split across the workers); default 1")
     common.recipe(p, preset=None)
     common.store(p)
 
