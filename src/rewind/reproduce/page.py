@@ -85,7 +85,7 @@ def claims_page(out: Path, results, ctx, seconds: float, tests: pd.DataFrame | N
             f"undecided at the cap (each with the bound the data give); replicates per claim: "
             f"{', '.join(map(str, n_used))} (looks at {', '.join(map(str, ctx.looks))}){' (quick)' if ctx.quick else ''}; "
             f"{seeds_text(ctx)}; {seconds / 60:.1f} min.")
-    if getattr(ctx, "parallel", 1) > 1:
+    if ctx.parallel > 1:
         shared = "".join(f"; first {name}, with every worker ({t:.0f} s)" for name, t in ctx.shared_seconds.items())
         text += (f" Claims were measured {ctx.parallel} at a time, each in a process of {ctx.options.threads or 1} "
                  f"thread(s) (a claim's time is its own process's){shared}.")

@@ -148,7 +148,6 @@ def _measure_in_parallel(selected: list[Claim], ctx: Context, store: Store, slot
     ids = {c.id for c in selected}
     for shared in SHARED.values():
         if ids & shared.claims:
-            ctx.changes, ctx.shortened = {}, {}
             ctx.log(f"{shared.name}, shared by {', '.join(c.id for c in selected if c.id in shared.claims)}")
             t0 = time.time()
             shared.train(ctx)
