@@ -20,7 +20,10 @@ Unlike the fully connected stacks (models/stacked.py), a stack of one member run
 convolution kernels than a stack of two or more (the library picks its kernels by the number of
 groups) and rounds differently; the vectorised engine therefore never computes a member alone
 (it pads a lone member with a copy of itself), and from two members on each member's bits are its
-own whatever its companions, their number and the thread count.
+own whatever its companions, their number and the thread count. (Until 2026-12-06 that failed for
+convolutions of fewer than 32 channels in all: the bias gradient's column sum rounded by the number
+of columns, so a digits CNN of 4 or 8 channels had other bits in stacks of 2-3 than of 4 or more;
+:func:`column_sums`.)
 """
 from __future__ import annotations
 
@@ -83,7 +86,7 @@ class ConvReLUStack:
                 # 5.2 ms the library's backward takes with it for the digits CNN's second layer at K = 16);
                 # before a max-pool that is the sum of the pooled gradient, which the pool's backward
                 # only scatters, at a quarter of the reading
-                torch.sum(g.permute(0, 2, 3, 1).reshape(-1, g.shape[1]), 0, out=grads[f"convs.{i}.bias"].view(-1))
+                column_sums(g.permute(0, 2, 3, 1).reshape(-1, g.shape[1]), grads[f"convs.{i}.bias"].view(-1))
                 if self.pool and i == len(self.convs) - 1:
                     g = torch.ops.aten.max_pool2d_with_indices_backward(g, keep["pool_input"], [2, 2], [2, 2], [0, 0],
                                                                         [1, 1], False, keep["pool_indices"])
@@ -138,6 +141,27 @@ class ConvReLUStack:
         if keep is not None:
             keep.update(features=f, classifier=classifier, shape=(c, height, width))
         return torch.baddbmm(params["out.bias"].unsqueeze(1), f, classifier.transpose(1, 2))
+
+
+COLUMN_BLOCK = 64
+
+
+def column_sums(rows: torch.Tensor, out: torch.Tensor) -> None:
+    """``out`` = the column sums of ``rows`` [N, K*C], each column's bits the same whatever the
+    number of columns. torch's column-sum kernel rounds a column differently by how many columns
+    there are and where the column sits among them (AVX-512, torch 2.13, measured against a
+    1,024-column sum: 8-31 columns, odd multiples of 16, and columns past the last multiple of 64
+    differed), so a digits CNN of 4 or 8 channels got other bits in a stack of 2-3 than in one of 4
+    or more. Padded with zero columns to a multiple of 64, every column matched (N = 64-10,000,
+    1-599 columns, 1 and 2 threads). A multiple of 32 columns matched unpadded (the 1-D CNN's 32
+    channels and the digits CNN's 32, any K: their bits are as before), and is summed as it is."""
+    n, c = rows.shape
+    if c % 32 == 0:
+        torch.sum(rows, 0, out=out)
+        return
+    padded = rows.new_zeros(n, -(-c // COLUMN_BLOCK) * COLUMN_BLOCK)
+    padded[:, :c] = rows
+    out.copy_(padded.sum(0)[:c])
 
 
 def grouped_weight(w: torch.Tensor, conv) -> torch.Tensor:
