@@ -56,6 +56,29 @@ def test_a_members_bits_do_not_depend_on_its_companions_their_number_or_order(tm
     assert files_digest(alone) == files_digest(first) == files_digest(last)
 
 
+def test_a_population_larger_than_the_chunk_is_stacked_in_near_equal_parts_with_the_same_bits(tmp_path):
+    """5 members at most 4 at a time are stacks of 2 and 3 (not 4 and a lone member beside a copy of
+    itself), and each member's files are those of the 5 stacked at once."""
+    spec = spec_of("digits_cnn")
+    members = members_of(spec, 5)
+    whole = train_population(members, Store(tmp_path / "whole"), TrainOptions(quiet=True, threads=1, chunk=16))
+    parts = train_population(members, Store(tmp_path / "parts"), TrainOptions(quiet=True, threads=1, chunk=4))
+    assert [r.summary()["engine"] for r in whole] == ["vectorised(K=5)"] * 5
+    assert [r.summary()["engine"] for r in parts] == ["vectorised(K=2)"] * 2 + ["vectorised(K=3)"] * 3
+    assert [files_digest(r) for r in parts] == [files_digest(r) for r in whole]
+
+
+def test_even_chunks():
+    from rewind.train.vectorised import even_chunks
+
+    assert [len(c) for c in even_chunks(list(range(17)), 16)] == [8, 9]
+    assert [len(c) for c in even_chunks(list(range(33)), 16)] == [11, 11, 11]
+    assert [len(c) for c in even_chunks(list(range(16)), 16)] == [16]
+    assert [len(c) for c in even_chunks(list(range(3)), 1)] == [1, 1, 1]
+    assert even_chunks([], 16) == []
+    assert sum(even_chunks(list(range(29)), 4), []) == list(range(29))
+
+
 @pytest.mark.parametrize("name", ["mlp", "digits_cnn"])
 def test_hand_differentiated_stacks_do_not_depend_on_the_thread_count(tmp_path, name):
     spec = spec_of(name)

@@ -278,14 +278,22 @@ def train_vectorised(members: list[Member], store: Store, opts: TrainOptions) ->
         for i in chosen:
             runs[i].reset_if_damaged()
         # Stacks of more than ~16 small members spill out of the caches: beyond that, train
-        # the population in chunks (a member's result does not depend on its companions, nor on
-        # their number: see Stack.lone_differs).
-        size = max(1, opts.chunk)
+        # the population in chunks of near-equal size (a member's result does not depend on its
+        # companions, nor on their number: see Stack.lone_differs), so that no chunk is a small
+        # remainder (per member, a stack of 2 ResNet-8s cost 1.3-1.6x one of 6-15, and a lone
+        # member is computed beside a copy of itself: benchmarks/testbed_step.py)
         with alloc.roomy():  # a stack's tensors are MiBs a step: keep them on the heap (rewind/alloc.py)
-            for c in range(0, len(chosen), size):
-                part = chosen[c:c + size]
+            for part in even_chunks(chosen, opts.chunk):
                 _train_locked([members[i] for i in part], [runs[i] for i in part], opts)
     return runs
+
+
+def even_chunks(items: list, most: int) -> list[list]:
+    """``items`` in the fewest consecutive chunks of at most ``most`` (>= 1), their sizes differing
+    by at most one: 17 at most 16 is 8 + 9, not 16 + 1."""
+    n = len(items)
+    parts = -(-n // max(1, most))
+    return [items[p * n // parts:(p + 1) * n // parts] for p in range(parts)]
 
 
 def _stacked(members: list[Member], runs: list[RunDir], pr):
