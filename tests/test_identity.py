@@ -17,12 +17,14 @@ from rewind.store import Store
 from rewind.train import Member, TrainOptions
 
 SHORT = {"train.steps": "24it", "train.eval_every": "12it", "train.milestones": ""}
-# the three kinds of stack: hand-differentiated MLP, hand-differentiated conv net, and a conv net
-# with BatchNorm that goes through vmap and autograd
+# the four kinds of stack: hand-differentiated MLP, hand-differentiated conv net, a conv net with
+# BatchNorm that goes through vmap and autograd, and the testbed's ResNet (autograd through its own
+# stacked forward)
 MODELS = {
     "mlp": ("mnist1d_mlp", {}),
     "digits_cnn": ("digits_cnn", {"model.widths": "4,8"}),
     "conv_bn": ("mnist1d_conv", {"model.widths": "4,4", "model.batchnorm": True}),
+    "resnet": ("mnist1d_resnet", {"model.widths": "4"}),
 }
 
 
@@ -44,16 +46,19 @@ def files_digest(run) -> dict[str, str]:
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_a_members_bits_do_not_depend_on_its_companions_their_number_or_order(tmp_path, name):
     """The vectorised engine never computes a member alone (a lone one beside a copy of itself),
-    and from two members on each member's bits are its own: alone, first of two, last of three."""
+    and from two members on each member's bits are its own: alone, first of two, last of three,
+    fourth of six."""
     spec = spec_of(name)
-    a, b, c = members_of(spec, 3)
+    a, b, c, *more = members_of(spec, 6)
     opts = TrainOptions(quiet=True, threads=1)
     alone = train_population([a], Store(tmp_path / "1"), opts)[0]
     first = train_population([a, b], Store(tmp_path / "2"), opts)[0]
     last = train_population([c, b, a], Store(tmp_path / "3"), opts)[2]
+    fourth = train_population([c, b, more[0], a, *more[1:]], Store(tmp_path / "6"), opts)[3]
     assert alone.summary()["engine"] == "vectorised(K=1)" and last.summary()["engine"] == "vectorised(K=3)"
-    assert alone.key == first.key == last.key
-    assert files_digest(alone) == files_digest(first) == files_digest(last)
+    assert fourth.summary()["engine"] == "vectorised(K=6)"
+    assert alone.key == first.key == last.key == fourth.key
+    assert files_digest(alone) == files_digest(first) == files_digest(last) == files_digest(fourth)
 
 
 def test_a_population_larger_than_the_chunk_is_stacked_in_near_equal_parts_with_the_same_bits(tmp_path):
@@ -241,3 +246,18 @@ def test_a_study_trained_by_two_engines_is_not_averaged_across_them(tmp_path):
     summary = lottery_summary(table)
     assert set(summary["n"]) == {2} and set(table["engine"].str.startswith("vectorised")) == {True}
     assert rewind.results(tmp_path).query("kind == 'lottery'")["run"].nunique() == 2 * (2 + 2 * 2)
+
+
+def test_a_resnet_stack_is_padded_to_whole_runs_of_8_batchnorm_channels_and_the_testbed_never_is():
+    from rewind.models import create_model
+
+    def sizes(width):
+        spec = rewind.get_preset("mnist1d_resnet").spec.replace(**{"model.widths": str(width)})
+        model = create_model(spec.model, (40,), 10, seed=0)
+        return [model.stack_size(k) for k in range(1, 10)]
+
+    assert sizes(8) == [2, 2, 3, 4, 5, 6, 7, 8, 9]   # the testbed: only a lone member is padded
+    assert sizes(4) == [2, 2, 4, 4, 6, 6, 8, 8, 10]
+    assert sizes(6) == [4, 4, 4, 4, 8, 8, 8, 8, 12]
+    conv = create_model(spec_of("digits_cnn").model, (1, 8, 8), 10, seed=0)
+    assert [conv.stack_size(k) for k in (1, 2, 3)] == [2, 2, 3]

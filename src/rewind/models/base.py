@@ -44,6 +44,13 @@ class RewindModel(nn.Module):
         vectorised engine pads lone members of other models with a copy: train/vectorised.py)."""
         return False
 
+    def stack_size(self, k: int) -> int:
+        """How many members the vectorised engine computes in order to compute ``k`` of this model
+        (the extra ones copies of the first, their results dropped): more than ``k`` where a
+        member's bits would otherwise depend on the size of its stack. By default a lone member is
+        computed beside a copy of itself unless :attr:`stacks_alone_alike`."""
+        return 2 if k == 1 and not self.stacks_alone_alike else k
+
     def prunable(self) -> list[str]:
         names = []
         for mod_name, mod in self.named_modules():

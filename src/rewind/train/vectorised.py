@@ -68,10 +68,11 @@ class Stack:
         # Convolutions (grouped over the members) run other kernels for one group than for two or
         # more, and round differently; with two or more, each member's bits are its own (measured:
         # the digits CNN and the 1-D CNN for K = 2-17 at 1 and 2 threads, ResNet-8 with BatchNorm
-        # for K = 2-5 at a fixed thread count; tests/test_identity.py). So a member never steps or
-        # is evaluated alone: a lone one is computed beside a copy of itself, whose results are
-        # dropped, and a member's result does not depend on its companions or their number.
-        self.lone_differs = not template.stacks_alone_alike
+        # for K = 2-17 at a fixed thread count, at any place in the stack; tests/test_identity.py).
+        # So a member never steps or is evaluated alone, nor where the model's arithmetic depends on
+        # the stack's size (RewindModel.stack_size): copies of the first member fill the stack, their
+        # results dropped (padded), and a member's result does not depend on its companions or their
+        # number.
 
     def views(self, flat: torch.Tensor, k: int | None = None) -> dict[str, torch.Tensor]:
         k = self.k if k is None else k
@@ -209,10 +210,12 @@ EVAL_MEMBERS = 16
 
 
 def padded(stack: Stack, members: list[int]) -> list[int]:
-    """``members`` as the engine computes them: a lone member of a stack whose arithmetic depends on
-    the stack's size (convolutions pick other kernels for one group than for two or more: measured,
-    docs in Stack.lone_differs) is computed beside a copy of itself, whose results are dropped."""
-    return members * 2 if len(members) == 1 and stack.lone_differs else members
+    """``members`` as the engine computes them, followed by copies of the first where the model's
+    arithmetic would otherwise depend on the stack's size (``RewindModel.stack_size``: convolutions
+    pick other kernels for one group than for two or more, so a lone conv net is computed beside a
+    copy of itself; a ResNet whose channels do not fill BatchNorm's runs of 8). The copies' results
+    are dropped."""
+    return members + members[:1] * (stack.template.stack_size(len(members)) - len(members))
 
 
 @torch.no_grad()
@@ -279,7 +282,7 @@ def train_vectorised(members: list[Member], store: Store, opts: TrainOptions) ->
             runs[i].reset_if_damaged()
         # Stacks of more than ~16 small members spill out of the caches: beyond that, train
         # the population in chunks of near-equal size (a member's result does not depend on its
-        # companions, nor on their number: see Stack.lone_differs), so that no chunk is a small
+        # companions, nor on their number: see Stack and padded), so that no chunk is a small
         # remainder (per member, a stack of 2 ResNet-8s cost 1.3-1.6x one of 6-15, and a lone
         # member is computed beside a copy of itself: benchmarks/testbed_step.py)
         with alloc.roomy():  # a stack's tensors are MiBs a step: keep them on the heap (rewind/alloc.py)
@@ -442,7 +445,7 @@ def _step(stack: Stack, opt: StackedOptimizer, here: list[int], t: int, lr: floa
     """One optimizer step for the members ``here``; returns their losses on this step's batches and
     whether all are finite. A member whose loss is not finite makes the step a no-op for all: the
     caller drops it and steps again (a member's result does not depend on its companions)."""
-    rows = padded(stack, here)   # a lone member is computed beside a copy of itself (dropped)
+    rows = padded(stack, here)   # e.g. a lone member is computed beside a copy of itself (dropped)
     everyone = rows == list(range(stack.k))
     idx = None if everyone else torch.tensor(rows, device=device)
     kk = len(rows)
