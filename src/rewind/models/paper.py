@@ -128,6 +128,7 @@ class CifarResNet(RewindModel):
         n = (depth - 2) // 6
         self.dim, self.n = dim, n
         widths = list(stages) if stages is not None else [_w(16, width), _w(32, width), _w(64, width)]
+        self.widths = tuple(widths)   # every BatchNorm's channels are one of these (stack_size)
         conv, norm = (nn.Conv1d, nn.BatchNorm1d) if dim == 1 else (nn.Conv2d, nn.BatchNorm2d)
         self.conv = conv(in_channels, widths[0], 3, 1, 1, bias=False)
         self.bn = norm(widths[0])
@@ -153,8 +154,7 @@ class CifarResNet(RewindModel):
         at width 4, the last member of a stack of 3 or 5 had other bits than at any other place).
         A width that is a multiple of 8 (the testbed's) never pads beyond a lone member."""
         k = super().stack_size(k)
-        widths = {m.num_features for m in self.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)}
-        while any(k * w % 8 for w in widths):
+        while any(k * w % 8 for w in self.widths):   # called every step: no walk over the modules
             k += 1
         return k
 
